@@ -1,0 +1,31 @@
+"""recede: model-based planning and control.
+
+Shapes, written once and used in every docstring:
+
+- ``nx`` state size, ``nu`` action size, ``H`` horizon, ``B`` batch of candidate sequences,
+  ``P`` particles.
+- one state ``x: (nx,)``; states ``X: (B, H+1, nx)``; actions ``U: (B, H, nu)``; costs ``(B,)``;
+  one plan's actions ``(H, nu)`` and states ``(H+1, nx)``.
+- Arrays are float64 numpy at every public boundary.
+
+Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
+"""
+
+from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
+from recede.controllers import MPC, RunLog, run_closed_loop
+from recede.costs import Cost, FunctionCost, QuadraticCost
+from recede.envs import Task, get_task, list_tasks
+from recede.errors import InvalidArgumentError, PlanningError, RecedeError, UnknownNameError
+from recede.models.base import Differentiable, Dynamics
+from recede.planners import CEM, CEMConfig, Planner, RandomShooting, RandomShootingConfig
+from recede.planners.registry import make_planner
+from recede.problem import IterLog, Plan, Problem, Status
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CEM", "CEMConfig", "Cost", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
+    "IterLog", "MPC", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
+    "RandomShooting", "RandomShootingConfig", "RecedeError", "RunLog", "Status", "Task",
+    "UnknownNameError", "get_task", "list_tasks", "make_planner", "run_closed_loop",
+]

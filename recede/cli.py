@@ -1,0 +1,365 @@
+"""The ``recede`` command line: run a task in closed loop, list tasks, list planners.
+
+::
+
+    recede run pendulum-swingup --planner cem --seed 0 --json out.json --plot out.png
+    recede tasks
+    recede planners
+
+Exit status: 0 when the command finished (a run that fails its task's criterion included),
+2 on a bad argument (one ``recede: error: ...`` line on stderr, no traceback), 1 when planning
+itself failed, 130 when interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import tempfile
+from typing import Any, Sequence
+
+PROG = "recede"
+
+# Command-line flags that set planner options: flag dest -> option name.
+_OPTION_FLAGS = {
+    "samples": "--samples",
+    "iterations": "--iterations",
+    "elite_fraction": "--elite-fraction",
+}
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """Reports a bad argument as one ``recede: error: <message>`` line (no usage block), exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{PROG}: error: {message}\n")
+
+
+class _UsageError(Exception):
+    """A bad argument found by the command line itself (exit 2)."""
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from recede import __version__
+    from recede.planners.registry import PLANNERS
+
+    parser = _ArgumentParser(
+        prog=PROG,
+        description="Model-based planning and control: run planners in closed loop on recede tasks.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a planner in closed loop (MPC) on a task",
+        description=(
+            "Run PLANNER in a receding-horizon loop on TASK and print a summary. Planner options "
+            "default to the task's defaults for that planner (see 'recede tasks'), then to the "
+            "planner's own defaults (see 'recede planners'); flags given here override both."
+        ),
+    )
+    run.add_argument("task", metavar="TASK", help="task name (see 'recede tasks')")
+    run.add_argument("--planner", default="cem", metavar="{" + ",".join(sorted(PLANNERS)) + "}",
+                     help="planner name (see 'recede planners'; default: cem)")
+    run.add_argument("--seed", type=_non_negative_int, default=0,
+                     help="seed of the initial state and of the planner (default: 0)")
+    run.add_argument("--steps", type=int, default=None,
+                     help="closed-loop steps (default: the task's episode length)")
+    run.add_argument("--horizon", type=int, default=None,
+                     help="planning horizon in steps (default: the task's horizon)")
+    run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
+    run.add_argument("--iterations", type=int, default=None, help="planner iterations per plan")
+    run.add_argument("--elite-fraction", type=float, default=None,
+                     help="share of samples refit to, in (0, 1] (cem only)")
+    run.add_argument("--replan-every", type=int, default=1,
+                     help="re-plan every N steps, applying the stored plan between (default: 1)")
+    run.add_argument("--json", metavar="PATH", default=None,
+                     help="write the run (summary, options and per-step log) as JSON to PATH")
+    run.add_argument("--plot", metavar="PATH.png", default=None,
+                     help="draw states, actions and planning times to a PNG at PATH")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.set_defaults(func=_cmd_run)
+
+    tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
+    tasks.set_defaults(func=_cmd_tasks)
+
+    planners = sub.add_parser("planners", help="list the planners and their options",
+                              description="List every planner with its options and defaults.")
+    planners.set_defaults(func=_cmd_planners)
+    return parser
+
+
+# --------------------------------------------------------------------------- atomic outputs
+
+
+class _AtomicFile:
+    """A file that appears at ``path`` whole or not at all.
+
+    The temporary file is created up front, next to ``path`` (so a bad path fails before a long
+    run), filled by the caller, then renamed over ``path`` by :meth:`commit`; :meth:`discard`
+    removes it.
+    """
+
+    def __init__(self, path: str, flag: str):
+        self.path = path
+        directory = os.path.dirname(os.path.abspath(path))
+        if os.path.isdir(path):
+            raise _UsageError(f"argument {flag}: cannot write {path!r}: it is a directory")
+        try:
+            fd, self.tmp = tempfile.mkstemp(
+                dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+            )
+        except OSError as e:
+            reason = e.strerror or str(e)
+            raise _UsageError(f"argument {flag}: cannot write {path!r}: {reason}") from None
+        os.close(fd)
+        _chmod_default(self.tmp)
+
+    def commit(self) -> None:
+        os.replace(self.tmp, self.path)
+        self.tmp = None
+
+    def discard(self) -> None:
+        if self.tmp is not None:
+            try:
+                os.unlink(self.tmp)
+            except FileNotFoundError:
+                pass
+            self.tmp = None
+
+
+def _chmod_default(path: str) -> None:
+    """Give a ``mkstemp`` file (mode 0600) the mode a plain ``open`` would: 0666 less the umask."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, 0o666 & ~umask)
+
+
+def _json_safe(obj):
+    """Non-finite floats -> None (JSON has no NaN/inf); numpy scalars -> Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalar
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _planner_options(task, planner: str, args) -> dict[str, Any]:
+    """Config defaults, then the task's defaults for ``planner``, then explicit flags."""
+    from recede.planners.registry import planner_options
+
+    options = dict(planner_options(planner))  # raises for an unknown planner
+    options.update(task.planner_defaults.get(planner, {}))
+    for dest in _OPTION_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            options[dest] = value  # make_planner rejects options this planner lacks
+    return options
+
+
+def _fmt_ms(ms: float) -> str:
+    return "n/a" if not math.isfinite(ms) else f"{ms:.2f} ms"
+
+
+def _success_text(success, steps: int, episode_steps: int, terminated: bool) -> str:
+    if success is None:
+        return f"n/a (stopped after {steps} of the episode's {episode_steps} steps)"
+    if terminated:
+        return "no (the state stopped being finite)"
+    return "yes" if success else "no"
+
+
+def _cmd_run(args) -> int:
+    from tqdm import tqdm
+
+    from recede.controllers import MPC, run_closed_loop
+    from recede.envs import get_task
+    from recede.planners.base import check_positive_int
+    from recede.planners.registry import make_planner
+
+    task = get_task(args.task)
+    steps = task.episode_steps if args.steps is None else args.steps
+    check_positive_int("steps", steps)  # before any output or compilation
+    options = _planner_options(task, args.planner, args)
+    problem = task.problem(args.horizon)
+    planner = make_planner(args.planner, problem, **options)
+    controller = MPC(planner, replan_every=args.replan_every, rng=args.seed)
+
+    outputs: list[_AtomicFile] = []
+    try:
+        json_out = _AtomicFile(args.json, "--json") if args.json else None
+        if json_out:
+            outputs.append(json_out)
+        plot_out = _AtomicFile(args.plot, "--plot") if args.plot else None
+        if plot_out:
+            outputs.append(plot_out)
+
+        env = task.make_env()
+        # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
+        # so the planning times reported are those of the running loop.
+        planner.plan(env.reset(seed=args.seed)[0], rng=0)
+        with tqdm(
+            total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
+            desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
+        ) as bar:
+            log = run_closed_loop(env, controller, steps=steps, seed=args.seed,
+                                  on_step=lambda t: bar.update(1))
+        env.close()
+
+        dynamics = problem.dynamics
+        summary = log.summary()
+        if json_out:
+            record = {
+                "task": task.name,
+                "planner": args.planner,
+                "seed": args.seed,
+                "horizon": problem.horizon,
+                "replan_every": args.replan_every,
+                "options": options,
+                **log.to_dict(),
+            }
+            with open(json_out.tmp, "w", encoding="utf-8") as f:
+                json.dump(_json_safe(record), f, allow_nan=False)
+                f.write("\n")
+        if plot_out:
+            from recede.plotting import plot_run
+
+            nx, nu = dynamics.nx, dynamics.nu
+            plot_run(
+                log, plot_out.tmp,
+                title=f"{task.name} / {args.planner} (seed {args.seed})",
+                state_names=tuple(getattr(dynamics, "state_names", None) or
+                                  (f"x{i}" for i in range(nx))),
+                action_names=tuple(getattr(dynamics, "action_names", None) or
+                                   (f"u{i}" for i in range(nu))),
+                dt=float(dynamics.dt),
+            )
+        for out in outputs:  # every output was drawn whole; only now do they appear
+            out.commit()
+    finally:
+        for out in outputs:
+            out.discard()
+
+    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
+    rows = [
+        ("task", task.name),
+        ("planner", f"{args.planner} ({shown})"),
+        ("horizon", f"{problem.horizon} steps"),
+        ("seed", str(args.seed)),
+        ("steps", str(summary["steps"])),
+        ("return", f"{summary['return']:.4f}"),
+        ("success", _success_text(log.success, log.steps, task.episode_steps, log.terminated)),
+        ("plan time", f"median {_fmt_ms(summary['plan_ms_median'])}, "
+                      f"p99 {_fmt_ms(summary['plan_ms_p99'])}"),
+    ]
+    if args.json:
+        rows.append(("json", args.json))
+    if args.plot:
+        rows.append(("plot", args.plot))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def _cmd_tasks(args) -> int:
+    from recede.envs import get_task, list_tasks
+
+    for i, name in enumerate(list_tasks()):
+        task = get_task(name)
+        d = task.dynamics()
+        names = tuple(getattr(d, "state_names", None) or (f"x{j}" for j in range(d.nx)))
+        seconds = task.episode_steps * d.dt
+        if i:
+            print()
+        print(f"{task.name}  ({task.gym_id})")
+        print(f"  {task.description}")
+        actions = tuple(getattr(d, "action_names", None) or (f"u{j}" for j in range(d.nu)))
+        print(f"  nx={d.nx} nu={d.nu}  state: {', '.join(names)}  action: {', '.join(actions)}")
+        print(f"  episode: {task.episode_steps} steps = {seconds:g} s (dt {d.dt:g} s)"
+              f"  default horizon: {task.horizon} steps")
+        print(f"  success: {task.success.describe(names)}")
+        for planner, opts in sorted(task.planner_defaults.items()):
+            shown = " ".join(f"{k}={v}" for k, v in opts.items())
+            print(f"  {planner} defaults: {shown}")
+    return 0
+
+
+def _cmd_planners(args) -> int:
+    from recede.planners.registry import PLANNERS, planner_options
+
+    for i, name in enumerate(sorted(PLANNERS)):
+        cls, _ = PLANNERS[name]
+        doc = (cls.__doc__ or "").strip().splitlines()
+        summary = doc[0].split("``")[0].strip() if doc else ""
+        if i:
+            print()
+        print(f"{name}  ({cls.__name__}){': ' + summary if summary else ''}")
+        options = planner_options(name)
+        width = max((len(k) for k in options), default=0)
+        for key, default in options.items():
+            flag = f"  ({_OPTION_FLAGS[key]})" if key in _OPTION_FLAGS else ""
+            print(f"  {key:<{width}} = {default!r}{flag}")
+    return 0
+
+
+# --------------------------------------------------------------------------- entry point
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # --help, --version, or a bad argument already reported
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
+
+    from recede.errors import InvalidArgumentError, RecedeError
+
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # stdout closed early (`recede tasks | head`): stop quietly
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the interpreter's final flush succeeds
+        except (OSError, ValueError, AttributeError):
+            pass
+        return 1
+    except (_UsageError, InvalidArgumentError) as e:
+        return _fail(str(e), 2)
+    except RecedeError as e:  # e.g. PlanningError: the arguments were fine, planning failed
+        return _fail(str(e), 1)
+    except (ValueError, OSError) as e:
+        return _fail(str(e), 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted", 130)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

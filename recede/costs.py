@@ -1,0 +1,185 @@
+"""Costs over model state: running ``l(x, u)`` plus terminal ``l_T(x)``, evaluated batched.
+
+``cost(X, U) -> (B,)`` with ``X: (B, H+1, nx)`` and ``U: (B, H, nu)`` returns
+``sum_t l(X[:, t], U[:, t]) + l_T(X[:, H])``. ``stage(x, u)`` is one running term (environments
+report its negative as the reward).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Protocol, runtime_checkable
+
+import numba
+import numpy as np
+
+from recede.errors import InvalidArgumentError
+
+
+@runtime_checkable
+class Cost(Protocol):
+    def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """X: (B, H+1, nx), U: (B, H, nu) -> (B,)."""
+        ...
+
+    def stage(self, x: np.ndarray, u: np.ndarray) -> float:
+        """Running cost of one state (nx,) and action (nu,)."""
+        ...
+
+
+_TWO_PI = 2.0 * np.pi
+
+
+@numba.njit(cache=True, inline="always")
+def _error(x, goal, is_angle, e):
+    for i in range(x.shape[0]):
+        d = x[i] - goal[i]
+        if is_angle[i]:
+            # wrap to [-pi, pi], then 2 sin(d/2): squares to 2 (1 - cos d), equals d near the goal
+            d = 2.0 * np.sin(0.5 * (d - _TWO_PI * np.round(d / _TWO_PI)))
+        e[i] = d
+
+
+@numba.njit(cache=True, inline="always")
+def _quad(M, e):
+    s = 0.0
+    for i in range(e.shape[0]):
+        r = 0.0
+        for j in range(e.shape[0]):
+            r += M[i, j] * e[j]
+        s += e[i] * r
+    return 0.5 * s
+
+
+@numba.njit(cache=True, parallel=True)
+def _quadratic_cost_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, out):
+    B, H, nu = U.shape
+    nx = X.shape[2]
+    for b in numba.prange(B):
+        e = np.empty(nx)
+        du = np.empty(nu)
+        total = 0.0
+        for t in range(H):
+            _error(X[b, t], x_goal, is_angle, e)
+            for j in range(nu):
+                du[j] = U[b, t, j] - u_goal[j]
+            total += _quad(Q, e) + _quad(R, du)
+        _error(X[b, H], x_goal, is_angle, e)
+        out[b] = total + _quad(Qf, e)
+
+
+def _psd(name: str, M, n: int) -> np.ndarray:
+    a = np.array(M, dtype=np.float64)
+    if a.ndim == 1:
+        a = np.diag(a)
+    if a.shape != (n, n):
+        raise InvalidArgumentError(f"{name} must have shape ({n}, {n}) or ({n},), got {a.shape}")
+    if not np.all(np.isfinite(a)):
+        raise InvalidArgumentError(f"{name} must be finite, got {a}")
+    if not np.allclose(a, a.T):
+        raise InvalidArgumentError(f"{name} must be symmetric, got {a}")
+    if n and np.linalg.eigvalsh(a).min() < -1e-12:
+        raise InvalidArgumentError(f"{name} must be positive semidefinite, got {a}")
+    a.setflags(write=False)
+    return a
+
+
+class QuadraticCost:
+    """``l = 1/2 e'Q e + 1/2 (u - u_goal)'R (u - u_goal)``, ``l_T = 1/2 e'Qf e``.
+
+    ``e = x - x_goal``, except on ``angle_dims`` where ``e_i = 2 sin(d_i / 2)`` with ``d_i`` the
+    difference wrapped to [-pi, pi]: then ``e_i^2 = 2 (1 - cos(x_i - g_i))``, the cost is
+    2 pi-periodic in each angle, and ``e_i`` equals the plain error near the goal.
+    Q, R, Qf are matrices or diagonals (1-D).
+    """
+
+    def __init__(self, Q, R, Qf=None, *, x_goal=None, u_goal=None, angle_dims=()):
+        Q = np.atleast_1d(np.asarray(Q, dtype=np.float64))
+        R = np.atleast_1d(np.asarray(R, dtype=np.float64))
+        self.nx, self.nu = Q.shape[0], R.shape[0]
+        self.Q = _psd("Q", Q, self.nx)
+        self.R = _psd("R", R, self.nu)
+        self.Qf = _psd("Qf", np.zeros(self.nx) if Qf is None else Qf, self.nx)
+        self.x_goal = self._vec("x_goal", x_goal, self.nx)
+        self.u_goal = self._vec("u_goal", u_goal, self.nu)
+        is_angle = np.zeros(self.nx, dtype=np.bool_)
+        for i in angle_dims:
+            if not 0 <= int(i) < self.nx:
+                raise InvalidArgumentError(f"angle_dims must index the state (0..{self.nx - 1}), got {i}")
+            is_angle[int(i)] = True
+        self.angle_dims = tuple(int(i) for i in angle_dims)
+        self._is_angle = is_angle
+
+    @staticmethod
+    def _vec(name, v, n):
+        a = np.zeros(n) if v is None else np.array(v, dtype=np.float64)
+        if a.shape != (n,):
+            raise InvalidArgumentError(f"{name} must have shape ({n},), got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise InvalidArgumentError(f"{name} must be finite, got {a}")
+        a.setflags(write=False)
+        return a
+
+    def error(self, X: np.ndarray) -> np.ndarray:
+        """State error e(x) for any leading shape ``(..., nx)``."""
+        d = np.asarray(X, dtype=np.float64) - self.x_goal
+        wrapped = d - _TWO_PI * np.round(d / _TWO_PI)
+        return np.where(self._is_angle, 2.0 * np.sin(0.5 * wrapped), d)
+
+    def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        U = np.ascontiguousarray(U, dtype=np.float64)
+        if X.ndim != 3 or U.ndim != 3 or X.shape[2] != self.nx or U.shape[2] != self.nu or (
+            X.shape[:2] != (U.shape[0], U.shape[1] + 1)
+        ):
+            raise InvalidArgumentError(
+                f"cost expects X: (B, H+1, {self.nx}) and U: (B, H, {self.nu}), "
+                f"got {X.shape} and {U.shape}"
+            )
+        out = np.empty(U.shape[0])
+        _quadratic_cost_kernel(
+            X, U, self.Q, self.R, self.Qf, self.x_goal, self.u_goal, self._is_angle, out
+        )
+        return out
+
+    def stage(self, x: np.ndarray, u: np.ndarray) -> float:
+        e = self.error(x)
+        du = np.asarray(u, dtype=np.float64) - self.u_goal
+        return float(0.5 * e @ self.Q @ e + 0.5 * du @ self.R @ du)
+
+    def terminal(self, x: np.ndarray) -> float:
+        e = self.error(x)
+        return float(0.5 * e @ self.Qf @ e)
+
+    def __repr__(self) -> str:
+        return (
+            f"QuadraticCost(Q=diag{tuple(np.diag(self.Q))}, R=diag{tuple(np.diag(self.R))}, "
+            f"Qf=diag{tuple(np.diag(self.Qf))}, x_goal={tuple(self.x_goal)}, "
+            f"angle_dims={self.angle_dims})"
+        )
+
+
+class FunctionCost:
+    """A cost from vectorised numpy functions, for quick experiments.
+
+    running(X: (B, H, nx), U: (B, H, nu)) -> (B, H); terminal(X_T: (B, nx)) -> (B,) (optional).
+    """
+
+    def __init__(
+        self,
+        running: Callable[[np.ndarray, np.ndarray], np.ndarray],
+        terminal: Callable[[np.ndarray], np.ndarray] | None = None,
+    ):
+        if not callable(running):
+            raise InvalidArgumentError(f"running must be callable, got {running!r}")
+        if terminal is not None and not callable(terminal):
+            raise InvalidArgumentError(f"terminal must be callable or None, got {terminal!r}")
+        self.running, self.terminal_fn = running, terminal
+
+    def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        c = np.asarray(self.running(X[:, :-1], U), dtype=np.float64).sum(axis=1)
+        if self.terminal_fn is not None:
+            c = c + np.asarray(self.terminal_fn(X[:, -1]), dtype=np.float64)
+        return c
+
+    def stage(self, x: np.ndarray, u: np.ndarray) -> float:
+        return float(np.asarray(self.running(x[None, None], u[None, None])).reshape(-1)[0])

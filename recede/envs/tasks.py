@@ -1,0 +1,177 @@
+"""Tasks over the analytic Numba systems: dynamics + cost + initial states + episode + success.
+
+A task is what a user names on the command line. It builds the planning ``Problem`` and the
+Gymnasium environment from the same dynamics, so the controller plans on exactly the model
+it acts in.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from recede.costs import QuadraticCost
+from recede.errors import InvalidArgumentError
+from recede.models import analytic
+from recede.problem import Problem
+
+
+@dataclass(frozen=True)
+class HoldCriterion:
+    """Success: each state ``dims[i]`` stays within ``tolerances[i]`` of ``targets[i]`` (angles
+    wrapped) at every step of the final ``hold_time`` seconds of the episode."""
+
+    dims: tuple[int, ...]
+    targets: tuple[float, ...]
+    tolerances: tuple[float, ...]
+    angles: tuple[bool, ...]
+    hold_time: float
+
+    def hold_steps(self, dt: float) -> int:
+        return int(round(self.hold_time / dt))
+
+    def __call__(self, states: np.ndarray, dt: float) -> bool:
+        """states: (T+1, nx), the whole episode from the initial state."""
+        n = self.hold_steps(dt)
+        if states.shape[0] < n + 1:
+            return False
+        tail = states[-(n + 1):, list(self.dims)] - np.array(self.targets)
+        ang = np.array(self.angles)
+        tail = np.where(ang, np.angle(np.exp(1j * tail)), tail)
+        return bool(np.all(np.abs(tail) <= np.array(self.tolerances)))
+
+    def describe(self, names: tuple[str, ...]) -> str:
+        parts = [f"|{names[d]} - {g:g}| <= {tol:g}" for d, g, tol in zip(self.dims, self.targets, self.tolerances)]
+        return f"{' and '.join(parts)} for the final {self.hold_time:g} s"
+
+
+@dataclass(frozen=True)
+class Task:
+    """A named control task on an analytic system.
+
+    initial_state and initial_spread: episodes start uniformly within ``initial_state +-
+    initial_spread``. cost_weights: (Q, R, Qf) diagonals of the task's ``QuadraticCost`` towards
+    ``goal``; horizon and planner_defaults: what the CLI uses unless told otherwise.
+    """
+
+    name: str
+    description: str
+    make_dynamics: Callable[[], Any]
+    goal: tuple[float, ...]
+    cost_weights: tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]
+    initial_state: tuple[float, ...]
+    initial_spread: tuple[float, ...]
+    episode_steps: int
+    success: HoldCriterion
+    horizon: int
+    planner_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def gym_id(self) -> str:
+        return f"recede/{self.name}-v0"
+
+    def dynamics(self):
+        return self.make_dynamics()
+
+    def cost(self, dynamics=None) -> QuadraticCost:
+        d = dynamics or self.dynamics()
+        Q, R, Qf = self.cost_weights
+        return QuadraticCost(Q, R, Qf, x_goal=self.goal, angle_dims=d.angle_dims)
+
+    def problem(self, horizon: int | None = None, dynamics=None) -> Problem:
+        d = dynamics or self.dynamics()
+        return Problem(d, self.cost(d), self.horizon if horizon is None else horizon)
+
+    def sample_initial_state(self, rng: np.random.Generator) -> np.ndarray:
+        x0, spread = np.array(self.initial_state), np.array(self.initial_spread)
+        return x0 + rng.uniform(-1.0, 1.0, size=x0.shape) * spread
+
+    def make_env(self, **kwargs):
+        from recede.envs.env import TaskEnv
+
+        return TaskEnv(self, **kwargs)
+
+
+PI = float(np.pi)
+
+TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    if task.name in TASKS:
+        raise InvalidArgumentError(f"task name {task.name!r} is already registered")
+    TASKS[task.name] = task
+    return task
+
+
+register_task(Task(
+    name="pendulum-swingup",
+    description="Swing a torque-limited pendulum up from hanging and balance it upright.",
+    make_dynamics=lambda: analytic.Pendulum(),
+    goal=(0.0, 0.0),
+    cost_weights=((1.0, 0.1), (0.01,), (1.0, 0.1)),
+    initial_state=(PI, 0.0),
+    initial_spread=(0.1, 0.1),
+    episode_steps=200,
+    success=HoldCriterion((0,), (0.0,), (0.2,), (True,), 2.0),
+    horizon=30,
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+))
+
+register_task(Task(
+    name="cartpole-swingup",
+    description="Swing the pole up from hanging by pushing the cart, then balance it near x = 0.",
+    make_dynamics=lambda: analytic.CartPole(),
+    goal=(0.0, 0.0, 0.0, 0.0),
+    cost_weights=((1.0, 2.0, 0.05, 0.05), (0.001,), (1.0, 2.0, 0.05, 0.05)),
+    initial_state=(0.0, PI, 0.0, 0.0),
+    initial_spread=(0.05, 0.05, 0.05, 0.05),
+    episode_steps=160,
+    success=HoldCriterion((0, 1), (0.0, 0.0), (0.5, 0.2), (False, True), 2.0),
+    horizon=40,
+    planner_defaults={"cem": {"samples": 500, "iterations": 5}, "random": {"samples": 2000}},
+))
+
+register_task(Task(
+    name="acrobot-swingup",
+    description="Swing the two-link acrobot up with the elbow torque alone and balance it.",
+    make_dynamics=lambda: analytic.Acrobot(),
+    goal=(0.0, 0.0, 0.0, 0.0),
+    cost_weights=((2.0, 1.0, 0.02, 0.02), (0.005,), (2.0, 1.0, 0.02, 0.02)),
+    initial_state=(PI, 0.0, 0.0, 0.0),
+    initial_spread=(0.05, 0.05, 0.05, 0.05),
+    episode_steps=200,
+    success=HoldCriterion((0, 1), (0.0, 0.0), (0.2, 0.2), (True, True), 2.0),
+    horizon=50,
+    planner_defaults={"cem": {"samples": 1000, "iterations": 6}, "random": {"samples": 3000}},
+))
+
+register_task(Task(
+    name="unicycle-parking",
+    description="Drive a unicycle (speed, turn rate) into the origin facing along +x.",
+    make_dynamics=lambda: analytic.Unicycle(),
+    goal=(0.0, 0.0, 0.0),
+    cost_weights=((1.0, 1.0, 0.2), (0.2, 0.1), (10.0, 10.0, 2.0)),
+    initial_state=(-2.0, 1.5, 0.0),
+    initial_spread=(0.3, 0.3, 0.5),
+    episode_steps=100,
+    success=HoldCriterion((0, 1, 2), (0.0, 0.0, 0.0), (0.1, 0.1, 0.2), (False, False, True), 1.0),
+    horizon=30,
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+))
+
+register_task(Task(
+    name="double-integrator",
+    description="Bring a unit mass on a line to rest at the origin with bounded acceleration.",
+    make_dynamics=lambda: analytic.DoubleIntegrator(),
+    goal=(0.0, 0.0),
+    cost_weights=((1.0, 0.1), (0.01,), (10.0, 1.0)),
+    initial_state=(2.0, 0.0),
+    initial_spread=(0.5, 0.2),
+    episode_steps=100,
+    success=HoldCriterion((0, 1), (0.0, 0.0), (0.1, 0.1), (False, False), 1.0),
+    horizon=30,
+    planner_defaults={"cem": {"samples": 200, "iterations": 5}, "random": {"samples": 1000}},
+))

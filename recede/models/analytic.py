@@ -1,0 +1,750 @@
+"""Analytic benchmark systems, integrated with fixed-step RK4 in Numba.
+
+Every system is a continuous-time ODE ``xdot = f(x, u)``. One control step of length ``dt`` holds
+``u`` constant and takes ``substeps`` classical RK4 steps of ``h = dt / substeps``. Actions are used
+as given: clipping to ``[action_low, action_high]`` is the caller's job.
+
+Angle convention: every angle is measured from UPRIGHT (0 = upright, pi = hanging down),
+counter-clockwise positive. A point at distance ``r`` along a link at absolute angle ``phi`` sits
+at ``(-r sin(phi), r cos(phi))`` from the link's pivot, so its height is ``r cos(phi)``.
+
+Systems (``sys_id``; state; action; parameter array ``p`` layout; equations):
+
+0. Pendulum. ``x = [th, th_d]``, ``u = [torque]``, ``p = [m, l, g, b]``. A point mass ``m`` at
+   length ``l`` with viscous damping ``b``::
+
+       th_dd = (g / l) sin(th) + (u - b th_d) / (m l^2)
+
+1. CartPole. ``x = [x, th, x_d, th_d]``, ``u = [force on cart]``, ``p = [mc, mp, l, g]``. Cart
+   mass ``mc``, point-mass pole ``mp`` at distance ``l``::
+
+       x_dd  = (f + mp sin(th) (l th_d^2 - g cos(th))) / (mc + mp sin(th)^2)
+       th_dd = (g sin(th) - cos(th) x_dd) / l
+
+   These put the pole's mass at ``(x + l sin(th), l cos(th))``: a positive ``th`` leans the pole
+   toward +x, which is counter-clockwise when the picture is drawn with +x pointing left (and
+   clockwise with +x to the right). A push ``f > 0`` therefore drives ``th`` negative.
+
+2. Acrobot. ``x = [th1, th2, th1_d, th2_d]``, ``u = [elbow torque]``,
+   ``p = [m1, m2, l1, l2, lc1, lc2, I1, I2, g]``. ``th1`` is the shoulder angle from upright,
+   ``th2`` the elbow angle relative to link 1; ``lc*`` are the distances from each pivot to the
+   link's centre of mass and ``I*`` each link's inertia about its own pivot (``l2`` only fixes the
+   geometry; it does not enter the dynamics). Manipulator form (Spong; Tedrake, "Underactuated
+   Robotics", whose ``th1`` is measured from down, ``th1_down = th1 + pi``), with
+   ``c2 = cos(th2)``, ``s2 = sin(th2)``, ``a = m2 l1 lc2``::
+
+       M(q) qdd + C(q, qd) qd = tau_g(q) + [0, 1]^T u
+       M     = [[I1 + I2 + m2 l1^2 + 2 a c2, I2 + a c2], [I2 + a c2, I2]]
+       C     = [[-2 a s2 qd2, -a s2 qd2], [a s2 qd1, 0]]
+       tau_g = [m1 g lc1 sin(th1) + m2 g (l1 sin(th1) + lc2 sin(th1 + th2)),
+                m2 g lc2 sin(th1 + th2)]
+
+   Total energy ``0.5 qd^T M qd + g (m1 lc1 cos(th1) + m2 (l1 cos(th1) + lc2 cos(th1 + th2)))``
+   is conserved when ``u = 0``.
+
+3. Unicycle. ``x = [x, y, heading]``, ``u = [v, w]``, ``p = []``::
+
+       x_d = v cos(heading),  y_d = v sin(heading),  heading_d = w
+
+4. DoubleIntegrator. ``x = [p (dim), v (dim)]``, ``u = [a (dim)]``, ``p = []`` (``dim`` is read
+   from the action's length)::
+
+       p_d = v,  v_d = a
+
+Numba layer: ``_f``, ``_f_jac``, ``_rk4_step`` and ``_rk4_jac`` dispatch on the integer ``sys_id``
+(if/elif, no first-class functions, so ``cache=True`` works), and ``rollout_kernel``,
+``step_kernel``, ``linearize_kernel`` and ``step_one`` serve every system. The discrete Jacobians
+are exact: forward-mode derivatives carried through the RK4 stages by the chain rule. Python
+objects expose ``kernel_args == (sys_id, p, dt, substeps)`` so other Numba code can call, e.g.,
+``rollout_kernel(*model.kernel_args, x0, U, X)``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+
+from recede.errors import InvalidArgumentError
+from recede.models.base import as_actions, as_state, broadcast_x0, check_finite
+
+__all__ = [
+    "PENDULUM",
+    "CARTPOLE",
+    "ACROBOT",
+    "UNICYCLE",
+    "DOUBLE_INTEGRATOR",
+    "AnalyticSystem",
+    "Pendulum",
+    "CartPole",
+    "Acrobot",
+    "Unicycle",
+    "DoubleIntegrator",
+    "rollout_kernel",
+    "step_kernel",
+    "linearize_kernel",
+    "step_one",
+]
+
+PENDULUM = 0
+CARTPOLE = 1
+ACROBOT = 2
+UNICYCLE = 3
+DOUBLE_INTEGRATOR = 4
+
+# Scratch layout. Step work: (_STEP_ROWS, nx) rows = current state, stage state, stage slope,
+# weighted slope sum. Jacobian work: (_STEP_ROWS + 5 nx, nx + nu): the step rows (first nx
+# columns), then five (nx, nx + nu) blocks holding derivatives with respect to z = (x, u):
+# D = dx/dz, Ds = d(stage state)/dz, K = d(stage slope)/dz, S = weighted sum of K, J = [fx | fu].
+_STEP_ROWS = 4
+
+
+# ----------------------------------------------------------------------------------------------
+# Continuous-time dynamics and their Jacobians, per system. These small helpers are inlined into
+# their callers at the Numba IR level (inline="always"), so they are not compiled and linked as
+# separate functions: that cuts the cold (uncached) compile time by about a quarter.
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _f_pendulum(x, u, p, out):
+    m, l, g, b = p[0], p[1], p[2], p[3]
+    out[0] = x[1]
+    out[1] = (g / l) * math.sin(x[0]) + (u[0] - b * x[1]) / (m * l * l)
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_pendulum(x, u, p, Jx, Ju):
+    m, l, g, b = p[0], p[1], p[2], p[3]
+    Jx[0, 0] = 0.0
+    Jx[0, 1] = 1.0
+    Jx[1, 0] = (g / l) * math.cos(x[0])
+    Jx[1, 1] = -b / (m * l * l)
+    Ju[0, 0] = 0.0
+    Ju[1, 0] = 1.0 / (m * l * l)
+
+
+@numba.njit(cache=True, inline="always")
+def _f_cartpole(x, u, p, out):
+    mc, mp, l, g = p[0], p[1], p[2], p[3]
+    th, xd, thd = x[1], x[2], x[3]
+    s = math.sin(th)
+    c = math.cos(th)
+    xdd = (u[0] + mp * s * (l * thd * thd - g * c)) / (mc + mp * s * s)
+    out[0] = xd
+    out[1] = thd
+    out[2] = xdd
+    out[3] = (g * s - c * xdd) / l
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_cartpole(x, u, p, Jx, Ju):
+    mc, mp, l, g = p[0], p[1], p[2], p[3]
+    th, thd = x[1], x[3]
+    s = math.sin(th)
+    c = math.cos(th)
+    den = mc + mp * s * s
+    xdd = (u[0] + mp * s * (l * thd * thd - g * c)) / den
+    # d(numerator)/dth = mp (c (l thd^2 - g c) + g s^2); d(den)/dth = 2 mp s c.
+    dxdd_dth = (mp * (c * (l * thd * thd - g * c) + g * s * s) - xdd * 2.0 * mp * s * c) / den
+    dxdd_dthd = 2.0 * mp * s * l * thd / den
+    dxdd_du = 1.0 / den
+    for i in range(4):
+        for j in range(4):
+            Jx[i, j] = 0.0
+    Jx[0, 2] = 1.0
+    Jx[1, 3] = 1.0
+    Jx[2, 1] = dxdd_dth
+    Jx[2, 3] = dxdd_dthd
+    Jx[3, 1] = (g * c + s * xdd - c * dxdd_dth) / l
+    Jx[3, 3] = -c * dxdd_dthd / l
+    Ju[0, 0] = 0.0
+    Ju[1, 0] = 0.0
+    Ju[2, 0] = dxdd_du
+    Ju[3, 0] = -c * dxdd_du / l
+
+
+@numba.njit(cache=True, inline="always")
+def _acrobot_terms(x, u, p):
+    """Inverse mass matrix entries, accelerations and the shared coefficient ``a = m2 l1 lc2``."""
+    m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
+    th1, th2, qd1, qd2 = x[0], x[1], x[2], x[3]
+    a = m2 * l1 * lc2
+    c2 = math.cos(th2)
+    s2 = math.sin(th2)
+    s12 = math.sin(th1 + th2)
+    m11 = I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2
+    m12 = I2 + a * c2
+    m22 = I2
+    det = m11 * m22 - m12 * m12
+    i11 = m22 / det
+    i12 = -m12 / det
+    i22 = m11 / det
+    # r = tau_g + B u - C qd
+    r1 = (
+        (m1 * lc1 + m2 * l1) * g * math.sin(th1)
+        + m2 * g * lc2 * s12
+        + a * s2 * (2.0 * qd1 + qd2) * qd2
+    )
+    r2 = m2 * g * lc2 * s12 + u[0] - a * s2 * qd1 * qd1
+    qdd1 = i11 * r1 + i12 * r2
+    qdd2 = i12 * r1 + i22 * r2
+    return i11, i12, i22, qdd1, qdd2, a
+
+
+@numba.njit(cache=True, inline="always")
+def _f_acrobot(x, u, p, out):
+    _, _, _, qdd1, qdd2, _ = _acrobot_terms(x, u, p)
+    out[0] = x[2]
+    out[1] = x[3]
+    out[2] = qdd1
+    out[3] = qdd2
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_acrobot(x, u, p, Jx, Ju):
+    m1, m2, l1, lc1, lc2, g = p[0], p[1], p[2], p[4], p[5], p[8]
+    i11, i12, i22, qdd1, qdd2, a = _acrobot_terms(x, u, p)
+    th1, th2, qd1, qd2 = x[0], x[1], x[2], x[3]
+    c2 = math.cos(th2)
+    s2 = math.sin(th2)
+    c12 = math.cos(th1 + th2)
+    # M qdd = r(q, qd, u)  =>  d qdd = M^-1 (dr - dM qdd); only M depends on th2.
+    # dr/dth1 = dtau_g/dth1
+    r1_th1 = (m1 * lc1 + m2 * l1) * g * math.cos(th1) + m2 * g * lc2 * c12
+    r2_th1 = m2 * g * lc2 * c12
+    # dr/dth2 = dtau_g/dth2 - d(C qd)/dth2 - dM/dth2 qdd, dM/dth2 = [[-2 a s2, -a s2], [-a s2, 0]]
+    r1_th2 = m2 * g * lc2 * c12 + a * c2 * (2.0 * qd1 + qd2) * qd2 + a * s2 * (2.0 * qdd1 + qdd2)
+    r2_th2 = m2 * g * lc2 * c12 - a * c2 * qd1 * qd1 + a * s2 * qdd1
+    # dr/dqd = -d(C qd)/dqd
+    r1_qd1 = 2.0 * a * s2 * qd2
+    r2_qd1 = -2.0 * a * s2 * qd1
+    r1_qd2 = 2.0 * a * s2 * (qd1 + qd2)
+    r2_qd2 = 0.0
+    for i in range(4):
+        for j in range(4):
+            Jx[i, j] = 0.0
+    Jx[0, 2] = 1.0
+    Jx[1, 3] = 1.0
+    Jx[2, 0] = i11 * r1_th1 + i12 * r2_th1
+    Jx[3, 0] = i12 * r1_th1 + i22 * r2_th1
+    Jx[2, 1] = i11 * r1_th2 + i12 * r2_th2
+    Jx[3, 1] = i12 * r1_th2 + i22 * r2_th2
+    Jx[2, 2] = i11 * r1_qd1 + i12 * r2_qd1
+    Jx[3, 2] = i12 * r1_qd1 + i22 * r2_qd1
+    Jx[2, 3] = i11 * r1_qd2 + i12 * r2_qd2
+    Jx[3, 3] = i12 * r1_qd2 + i22 * r2_qd2
+    Ju[0, 0] = 0.0
+    Ju[1, 0] = 0.0
+    Ju[2, 0] = i12
+    Ju[3, 0] = i22
+
+
+@numba.njit(cache=True, inline="always")
+def _f_unicycle(x, u, out):
+    out[0] = u[0] * math.cos(x[2])
+    out[1] = u[0] * math.sin(x[2])
+    out[2] = u[1]
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_unicycle(x, u, Jx, Ju):
+    c = math.cos(x[2])
+    s = math.sin(x[2])
+    for i in range(3):
+        for j in range(3):
+            Jx[i, j] = 0.0
+        Ju[i, 0] = 0.0
+        Ju[i, 1] = 0.0
+    Jx[0, 2] = -u[0] * s
+    Jx[1, 2] = u[0] * c
+    Ju[0, 0] = c
+    Ju[1, 0] = s
+    Ju[2, 1] = 1.0
+
+
+@numba.njit(cache=True, inline="always")
+def _f_double_integrator(x, u, out):
+    d = u.shape[0]
+    for i in range(d):
+        out[i] = x[d + i]
+        out[d + i] = u[i]
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_double_integrator(x, u, Jx, Ju):
+    d = u.shape[0]
+    Jx[:, :] = 0.0
+    Ju[:, :] = 0.0
+    for i in range(d):
+        Jx[i, d + i] = 1.0
+        Ju[d + i, i] = 1.0
+
+
+# ----------------------------------------------------------------------------------------------
+# Dispatch on sys_id
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True)
+def _f(sys_id, x, u, p, out):
+    """Continuous-time ``out = f(x, u)`` for system ``sys_id`` with parameters ``p``."""
+    if sys_id == PENDULUM:
+        _f_pendulum(x, u, p, out)
+    elif sys_id == CARTPOLE:
+        _f_cartpole(x, u, p, out)
+    elif sys_id == ACROBOT:
+        _f_acrobot(x, u, p, out)
+    elif sys_id == UNICYCLE:
+        _f_unicycle(x, u, out)
+    elif sys_id == DOUBLE_INTEGRATOR:
+        _f_double_integrator(x, u, out)
+    else:
+        raise ValueError("unknown analytic sys_id")
+
+
+@numba.njit(cache=True)
+def _f_jac(sys_id, x, u, p, Jx, Ju):
+    """Continuous-time Jacobians ``Jx = df/dx (nx, nx)``, ``Ju = df/du (nx, nu)``."""
+    if sys_id == PENDULUM:
+        _jac_pendulum(x, u, p, Jx, Ju)
+    elif sys_id == CARTPOLE:
+        _jac_cartpole(x, u, p, Jx, Ju)
+    elif sys_id == ACROBOT:
+        _jac_acrobot(x, u, p, Jx, Ju)
+    elif sys_id == UNICYCLE:
+        _jac_unicycle(x, u, Jx, Ju)
+    elif sys_id == DOUBLE_INTEGRATOR:
+        _jac_double_integrator(x, u, Jx, Ju)
+    else:
+        raise ValueError("unknown analytic sys_id")
+
+
+# ----------------------------------------------------------------------------------------------
+# RK4 step and its exact Jacobian
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, inline="always")
+def _step_work(nx):
+    return np.empty((_STEP_ROWS, nx))
+
+
+@numba.njit(cache=True, inline="always")
+def _jac_work(nx, nu):
+    return np.empty((_STEP_ROWS + 5 * nx, nx + nu))
+
+
+# Classical RK4 tableau: stage s is evaluated at x + _RK4_C[s] h k_{s-1}; x+ = x + h/6 sum w_s k_s.
+_RK4_C = (0.0, 0.5, 0.5, 1.0)
+_RK4_W = (1.0, 2.0, 2.0, 1.0)
+
+
+@numba.njit(cache=True)
+def _rk4_step(sys_id, x, u, p, dt, substeps, out, work):
+    """One control step: ``substeps`` RK4 steps of ``dt / substeps``. ``out`` may alias ``x``.
+
+    ``work`` is scratch of shape at least ``(4, nx)`` (see ``_step_work``).
+    """
+    nx = x.shape[0]
+    h = dt / substeps
+    xc = work[0, :nx]  # current state
+    xs = work[1, :nx]  # stage state
+    k = work[2, :nx]  # stage slope
+    acc = work[3, :nx]  # weighted sum of slopes
+    for i in range(nx):
+        xc[i] = x[i]
+        k[i] = 0.0
+    for _ in range(substeps):
+        for s in range(4):
+            c = _RK4_C[s] * h
+            for i in range(nx):
+                xs[i] = xc[i] + c * k[i]
+            _f(sys_id, xs, u, p, k)
+            w = _RK4_W[s]
+            for i in range(nx):
+                acc[i] = w * k[i] if s == 0 else acc[i] + w * k[i]
+        for i in range(nx):
+            xc[i] += (h / 6.0) * acc[i]
+    for i in range(nx):
+        out[i] = xc[i]
+
+
+@numba.njit(cache=True)
+def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
+    """Exact Jacobians of ``_rk4_step``: ``A = dx+/dx (nx, nx)``, ``B = dx+/du (nx, nu)``.
+
+    Forward mode through every RK4 stage and substep, with respect to ``z = (x, u)``: a stage
+    at ``xs = xc + c h k_prev`` has ``dxs/dz = D + c h K_prev`` and slope derivative
+    ``K = fx(xs) dxs/dz + [0 | fu(xs)]``; after the four stages ``D += h/6 sum w_s K_s``.
+    ``work`` is scratch of shape at least ``(4 + 5 nx, nx + nu)`` (see ``_jac_work``).
+    """
+    nx = x.shape[0]
+    nz = nx + u.shape[0]
+    h = dt / substeps
+    xc = work[0, :nx]
+    xs = work[1, :nx]
+    k = work[2, :nx]
+    acc = work[3, :nx]
+    r = _STEP_ROWS
+    D = work[r : r + nx, :nz]  # d(xc)/dz
+    Ds = work[r + nx : r + 2 * nx, :nz]  # d(xs)/dz
+    K = work[r + 2 * nx : r + 3 * nx, :nz]  # d(k)/dz
+    S = work[r + 3 * nx : r + 4 * nx, :nz]  # d(acc)/dz
+    J = work[r + 4 * nx : r + 5 * nx, :nz]  # [fx | fu] at xs
+    for i in range(nx):
+        xc[i] = x[i]
+        k[i] = 0.0
+        for j in range(nz):
+            D[i, j] = 1.0 if i == j else 0.0
+            K[i, j] = 0.0
+    for _ in range(substeps):
+        for s in range(4):
+            c = _RK4_C[s] * h
+            for i in range(nx):
+                xs[i] = xc[i] + c * k[i]
+                for j in range(nz):
+                    Ds[i, j] = D[i, j] + c * K[i, j]
+            _f(sys_id, xs, u, p, k)
+            _f_jac(sys_id, xs, u, p, J[:, :nx], J[:, nx:])
+            for i in range(nx):
+                for j in range(nz):
+                    kij = J[i, j] if j >= nx else 0.0
+                    for m in range(nx):
+                        kij += J[i, m] * Ds[m, j]
+                    K[i, j] = kij
+            w = _RK4_W[s]
+            for i in range(nx):
+                acc[i] = w * k[i] if s == 0 else acc[i] + w * k[i]
+                for j in range(nz):
+                    S[i, j] = w * K[i, j] if s == 0 else S[i, j] + w * K[i, j]
+        for i in range(nx):
+            xc[i] += (h / 6.0) * acc[i]
+            for j in range(nz):
+                D[i, j] += (h / 6.0) * S[i, j]
+    for i in range(nx):
+        for j in range(nx):
+            A[i, j] = D[i, j]
+        for j in range(nz - nx):
+            B[i, j] = D[i, nx + j]
+
+
+# ----------------------------------------------------------------------------------------------
+# Kernels
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, parallel=True)
+def rollout_kernel(sys_id, p, dt, substeps, x0, U, X):
+    """x0: (B, nx), U: (B, H, nu) -> writes X: (B, H+1, nx) in place, with X[:, 0] = x0."""
+    nb, horizon = U.shape[0], U.shape[1]
+    nx = x0.shape[1]
+    for b in numba.prange(nb):
+        work = _step_work(nx)
+        X[b, 0, :] = x0[b]
+        for t in range(horizon):
+            _rk4_step(sys_id, X[b, t], U[b, t], p, dt, substeps, X[b, t + 1], work)
+
+
+@numba.njit(cache=True, parallel=True)
+def step_kernel(sys_id, p, dt, substeps, X, U, out):
+    """X: (B, nx), U: (B, nu) -> writes the next states into out: (B, nx)."""
+    nx = X.shape[1]
+    for b in numba.prange(X.shape[0]):
+        work = _step_work(nx)
+        _rk4_step(sys_id, X[b], U[b], p, dt, substeps, out[b], work)
+
+
+@numba.njit(cache=True, parallel=True)
+def linearize_kernel(sys_id, p, dt, substeps, X, U, A, Bm):
+    """X: (H+1, nx) (only X[:H] is read), U: (H, nu) -> A: (H, nx, nx), Bm: (H, nx, nu)."""
+    nx, nu = X.shape[1], U.shape[1]
+    for t in numba.prange(U.shape[0]):
+        work = _jac_work(nx, nu)
+        _rk4_jac(sys_id, X[t], U[t], p, dt, substeps, A[t], Bm[t], work)
+
+
+@numba.njit(cache=True)
+def step_one(sys_id, p, dt, substeps, x, u, out):
+    """x: (nx,), u: (nu,) -> writes the next state into out: (nx,). Serial; ``out`` may alias x."""
+    _rk4_step(sys_id, x, u, p, dt, substeps, out, _step_work(x.shape[0]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Python layer
+# ----------------------------------------------------------------------------------------------
+
+
+def _readonly(a) -> np.ndarray:
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+def _check_real(name: str, value, positive: bool) -> float:
+    """``value`` as a finite float that is > 0 (``positive``) or >= 0."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if not math.isfinite(v):
+        raise InvalidArgumentError(f"{name} must be a finite number, got {value!r}")
+    if not (v > 0.0 if positive else v >= 0.0):
+        raise InvalidArgumentError(f"{name} must be {'>' if positive else '>='} 0, got {value!r}")
+    return v
+
+
+def _check_positive(name: str, value) -> float:
+    return _check_real(name, value, positive=True)
+
+
+def _check_nonnegative(name: str, value) -> float:
+    return _check_real(name, value, positive=False)
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    is_int = isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    if not is_int or value < minimum:
+        raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+class AnalyticSystem:
+    """An analytic ODE integrated with RK4; satisfies ``Dynamics`` and ``Differentiable``.
+
+    Subclasses set the class attributes ``name``, ``sys_id``, ``state_names``, ``action_names``
+    and ``angle_dims`` and call ``__init__`` with their validated parameters.
+    """
+
+    name: str
+    sys_id: int
+    state_names: tuple[str, ...]
+    action_names: tuple[str, ...]
+    angle_dims: tuple[int, ...]
+
+    def __init__(
+        self, *, params, action_low, action_high, dt: float, substeps: int, settings: dict
+    ):
+        self.dt = _check_positive("dt", dt)
+        self.substeps = _check_int("substeps", substeps, 1)
+        self.params = _readonly(params)
+        self.action_low = _readonly(action_low)
+        self.action_high = _readonly(action_high)
+        self.nx = len(self.state_names)
+        self.nu = len(self.action_names)
+        self.ndx = self.nx
+        self._settings = {**settings, "dt": self.dt, "substeps": self.substeps}
+
+    @property
+    def kernel_args(self) -> tuple:
+        """``(sys_id, p, dt, substeps)``, the leading arguments of every kernel here."""
+        return (self.sys_id, self.params, self.dt, self.substeps)
+
+    def rollout(self, x0, U) -> np.ndarray:
+        """x0: (nx,) or (B, nx), U: (B, H, nu) -> X: (B, H+1, nx) with X[:, 0] = x0."""
+        U = as_actions(U, self.nu, "U")
+        x0 = broadcast_x0(as_state(x0, self.nx, "x0", batch=True), U.shape[0])
+        X = np.empty((U.shape[0], U.shape[1] + 1, self.nx))
+        rollout_kernel(*self.kernel_args, x0, U, X)
+        return X
+
+    def step(self, X, U) -> np.ndarray:
+        """X: (B, nx), U: (B, nu) -> (B, nx); or one x: (nx,), u: (nu,) -> (nx,)."""
+        X = as_state(X, self.nx, "X", batch=True)
+        U = np.ascontiguousarray(U, dtype=np.float64)
+        want = (self.nu,) if X.ndim == 1 else (X.shape[0], self.nu)
+        if U.shape != want:
+            raise InvalidArgumentError(
+                f"U must have shape {want} to match X of shape {X.shape}, got {U.shape}"
+            )
+        check_finite("U", U)
+        if X.ndim == 1:
+            return self.step_one(X, U)
+        out = np.empty_like(X)
+        step_kernel(*self.kernel_args, X, U, out)
+        return out
+
+    def step_one(self, x, u) -> np.ndarray:
+        """One state x: (nx,) and action u: (nu,) -> next state (nx,). Shape checks only."""
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        u = np.ascontiguousarray(u, dtype=np.float64)
+        if x.shape != (self.nx,) or u.shape != (self.nu,):
+            raise InvalidArgumentError(
+                f"x and u must have shapes ({self.nx},) and ({self.nu},), "
+                f"got {x.shape} and {u.shape}"
+            )
+        out = np.empty(self.nx)
+        step_one(*self.kernel_args, x, u, out)
+        return out
+
+    def linearize(self, X, U) -> tuple[np.ndarray, np.ndarray]:
+        """X: (H+1, nx), U: (H, nu) -> A: (H, nx, nx) = df/dx, B: (H, nx, nu) = df/du at X[:H]."""
+        U = np.ascontiguousarray(U, dtype=np.float64)
+        if U.ndim != 2 or U.shape[1] != self.nu or U.shape[0] < 1:
+            raise InvalidArgumentError(f"U must have shape (H, {self.nu}), got {U.shape}")
+        H = U.shape[0]
+        X = np.ascontiguousarray(X, dtype=np.float64)
+        if X.shape != (H + 1, self.nx):
+            raise InvalidArgumentError(
+                f"X must have shape ({H + 1}, {self.nx}) to match U of shape {U.shape}, "
+                f"got {X.shape}"
+            )
+        check_finite("X", X)
+        check_finite("U", U)
+        A = np.empty((H, self.nx, self.nx))
+        B = np.empty((H, self.nx, self.nu))
+        linearize_kernel(*self.kernel_args, X, U, A, B)
+        return A, B
+
+    def diff(self, x0, x1) -> np.ndarray:
+        """Tangent-space difference ``x1 - x0`` (angles are not wrapped)."""
+        return np.asarray(x1, dtype=np.float64) - np.asarray(x0, dtype=np.float64)
+
+    def integrate(self, x, dx) -> np.ndarray:
+        """``x + dx``, the inverse of ``diff``."""
+        return np.asarray(x, dtype=np.float64) + np.asarray(dx, dtype=np.float64)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._settings.items())
+        return f"{type(self).__name__}({args})"
+
+
+class Pendulum(AnalyticSystem):
+    """Torque-driven point-mass pendulum; ``th = 0`` upright. ``p = [m, l, g, b]``."""
+
+    name = "pendulum"
+    sys_id = PENDULUM
+    state_names = ("theta", "theta_dot")
+    action_names = ("torque",)
+    angle_dims = (0,)
+
+    def __init__(self, *, m=1.0, l=1.0, g=9.81, b=0.0, max_torque=2.5, dt=0.05, substeps=1):
+        m, l = _check_positive("m", m), _check_positive("l", l)
+        g, b = _check_nonnegative("g", g), _check_nonnegative("b", b)
+        max_torque = _check_positive("max_torque", max_torque)
+        super().__init__(
+            params=[m, l, g, b],
+            action_low=[-max_torque],
+            action_high=[max_torque],
+            dt=dt,
+            substeps=substeps,
+            settings=dict(m=m, l=l, g=g, b=b, max_torque=max_torque),
+        )
+
+
+class CartPole(AnalyticSystem):
+    """Cart with a point-mass pole; ``th = 0`` upright. ``p = [mc, mp, l, g]``."""
+
+    name = "cartpole"
+    sys_id = CARTPOLE
+    state_names = ("x", "theta", "x_dot", "theta_dot")
+    action_names = ("force",)
+    angle_dims = (1,)
+
+    def __init__(self, *, mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2):
+        mc, mp, l = _check_positive("mc", mc), _check_positive("mp", mp), _check_positive("l", l)
+        g = _check_nonnegative("g", g)
+        max_force = _check_positive("max_force", max_force)
+        super().__init__(
+            params=[mc, mp, l, g],
+            action_low=[-max_force],
+            action_high=[max_force],
+            dt=dt,
+            substeps=substeps,
+            settings=dict(mc=mc, mp=mp, l=l, g=g, max_force=max_force),
+        )
+
+
+class Acrobot(AnalyticSystem):
+    """Two-link arm actuated at the elbow; ``th1 = 0`` upright, ``th2`` relative to link 1.
+
+    ``p = [m1, m2, l1, l2, lc1, lc2, I1, I2, g]``, ``I*`` about each link's own pivot.
+    """
+
+    name = "acrobot"
+    sys_id = ACROBOT
+    state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
+    action_names = ("elbow_torque",)
+    angle_dims = (0, 1)
+
+    def __init__(
+        self,
+        *,
+        m1=1.0,
+        m2=1.0,
+        l1=1.0,
+        l2=1.0,
+        lc1=0.5,
+        lc2=0.5,
+        I1=1.0 / 3.0,
+        I2=1.0 / 3.0,
+        g=9.81,
+        max_torque=10.0,
+        dt=0.05,
+        substeps=2,
+    ):
+        vals = {k: _check_positive(k, v) for k, v in
+                dict(m1=m1, m2=m2, l1=l1, l2=l2, lc1=lc1, lc2=lc2, I1=I1, I2=I2).items()}
+        # A point mass at lc about the pivot has inertia m lc^2; no rigid body has less.
+        for i in ("1", "2"):
+            low = vals["m" + i] * vals["lc" + i] ** 2
+            if vals["I" + i] < low * (1.0 - 1e-12):
+                raise InvalidArgumentError(
+                    f"I{i} must be >= m{i} * lc{i}**2 = {low!r} (inertia about the pivot), "
+                    f"got {vals['I' + i]!r}"
+                )
+        g = _check_nonnegative("g", g)
+        max_torque = _check_positive("max_torque", max_torque)
+        super().__init__(
+            params=[vals[k] for k in ("m1", "m2", "l1", "l2", "lc1", "lc2", "I1", "I2")] + [g],
+            action_low=[-max_torque],
+            action_high=[max_torque],
+            dt=dt,
+            substeps=substeps,
+            settings=dict(vals, g=g, max_torque=max_torque),
+        )
+
+
+class Unicycle(AnalyticSystem):
+    """Kinematic unicycle driven by speed and turn rate. ``p = []``."""
+
+    name = "unicycle"
+    sys_id = UNICYCLE
+    state_names = ("x", "y", "heading")
+    action_names = ("speed", "turn_rate")
+    angle_dims = (2,)
+
+    def __init__(self, *, max_speed=1.0, max_turn_rate=2.0, dt=0.1, substeps=1):
+        max_speed = _check_positive("max_speed", max_speed)
+        max_turn_rate = _check_positive("max_turn_rate", max_turn_rate)
+        super().__init__(
+            params=np.empty(0),
+            action_low=[-max_speed, -max_turn_rate],
+            action_high=[max_speed, max_turn_rate],
+            dt=dt,
+            substeps=substeps,
+            settings=dict(max_speed=max_speed, max_turn_rate=max_turn_rate),
+        )
+
+
+class DoubleIntegrator(AnalyticSystem):
+    """``dim`` independent double integrators: state ``[p, v]``, action ``a``. ``p = []``."""
+
+    name = "double_integrator"
+    sys_id = DOUBLE_INTEGRATOR
+    angle_dims = ()
+
+    def __init__(self, *, dim=1, max_accel=1.0, dt=0.1, substeps=1):
+        dim = _check_int("dim", dim, 1)
+        max_accel = _check_positive("max_accel", max_accel)
+        self.state_names = tuple(f"p{i}" for i in range(dim)) + tuple(f"v{i}" for i in range(dim))
+        self.action_names = tuple(f"a{i}" for i in range(dim))
+        super().__init__(
+            params=np.empty(0),
+            action_low=np.full(dim, -max_accel),
+            action_high=np.full(dim, max_accel),
+            dt=dt,
+            substeps=substeps,
+            settings=dict(dim=dim, max_accel=max_accel),
+        )

@@ -1,0 +1,42 @@
+"""Planner names for the command line and for configs: name -> (planner class, config class)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from recede.errors import InvalidArgumentError, UnknownNameError
+from recede.planners.cem import CEM, CEMConfig
+from recede.planners.random_shooting import RandomShooting, RandomShootingConfig
+from recede.problem import Problem
+
+PLANNERS: dict[str, tuple[type, type]] = {
+    "random": (RandomShooting, RandomShootingConfig),
+    "cem": (CEM, CEMConfig),
+}
+
+
+def planner_class(name: str) -> tuple[type, type]:
+    try:
+        return PLANNERS[name]
+    except (KeyError, TypeError):
+        raise UnknownNameError(
+            f"unknown planner {name!r}; known planners: {', '.join(sorted(PLANNERS))}"
+        ) from None
+
+
+def planner_options(name: str) -> dict[str, object]:
+    """The options of planner ``name`` with their defaults."""
+    _, config = planner_class(name)
+    return {f.name: f.default for f in dataclasses.fields(config)}
+
+
+def make_planner(name: str, problem: Problem, **options):
+    """Build planner ``name`` on ``problem``; options not of this planner raise, naming them."""
+    cls, config = planner_class(name)
+    known = planner_options(name)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidArgumentError(
+            f"planner {name!r} has no option {unknown[0]!r}; its options: {', '.join(known)}"
+        )
+    return cls(problem, config(**options))

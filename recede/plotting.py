@@ -1,0 +1,92 @@
+"""Drawing closed-loop runs (matplotlib, Agg; no display and no pyplot state needed)."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Sequence
+
+import numpy as np
+
+
+def plot_run(
+    log,
+    path,
+    *,
+    title: str = "",
+    state_names: Sequence[str] | None = None,
+    action_names: Sequence[str] | None = None,
+    dt: float = 1.0,
+) -> None:
+    """Write a PNG of a :class:`~recede.controllers.RunLog` to ``path``.
+
+    One subplot per state (``states: (T+1, nx)``), one per action (``actions: (T, nu)``, drawn
+    as held over each control period), and the planning time per step in ms (steps that applied
+    a stored plan are left out). The x axis is time in seconds (step * ``dt``). Names default to
+    ``x0, x1, ...`` and ``u0, u1, ...``. The PNG is drawn to a temporary file next to ``path``
+    and renamed over it, so ``path`` never holds a partial image.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    states = np.asarray(log.states, dtype=np.float64)
+    actions = np.asarray(log.actions, dtype=np.float64)
+    plan_ms = np.asarray(log.plan_times, dtype=np.float64) * 1e3
+    T = actions.shape[0]
+    nx = states.shape[1] if states.ndim == 2 else 0
+    nu = actions.shape[1] if actions.ndim == 2 else 0
+    state_names = list(state_names) if state_names is not None else [f"x{i}" for i in range(nx)]
+    action_names = list(action_names) if action_names is not None else [f"u{i}" for i in range(nu)]
+    if len(state_names) != nx or len(action_names) != nu:
+        raise ValueError(
+            f"state_names and action_names must have {nx} and {nu} entries, "
+            f"got {len(state_names)} and {len(action_names)}"
+        )
+
+    t_states = np.arange(states.shape[0]) * dt
+    t_steps = np.arange(T) * dt
+    rows = nx + nu + 1
+    fig = Figure(figsize=(8.0, 1.6 * rows + 0.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
+
+    for i, name in enumerate(state_names):
+        ax = axes[i]
+        ax.plot(t_states, states[:, i], color="C0", lw=1.5)
+        ax.set_ylabel(name)
+    for j, name in enumerate(action_names):
+        ax = axes[nx + j]
+        if T:
+            # hold each action over its control period, drawing the last one to the end
+            ax.step(np.append(t_steps, T * dt), np.append(actions[:, j], actions[-1, j]),
+                    where="post", color="C1", lw=1.5)
+        ax.set_ylabel(name)
+    ax = axes[-1]
+    planned = np.isfinite(plan_ms)
+    if planned.any():
+        ax.plot(t_steps[planned], plan_ms[planned], ".", color="C2", ms=4)
+        ax.axhline(float(np.median(plan_ms[planned])), color="C2", lw=0.8, ls="--", label="median")
+        ax.legend(loc="upper right", fontsize="small", frameon=False)
+    ax.set_ylabel("plan [ms]")
+    ax.set_xlabel("time [s]")
+    for ax in axes:
+        ax.grid(True, alpha=0.3)
+    if title:
+        fig.suptitle(title)
+
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; match what a plain open would
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, format="png", dpi=100)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,159 @@
+"""Problem (dynamics + cost + horizon + action bounds) and the typed planning result ``Plan``.
+
+Shapes: one state ``x0: (nx,)``, actions ``U: (B, H, nu)``, states ``X: (B, H+1, nx)``,
+costs ``(B,)``; a plan holds one sequence ``actions: (H, nu)`` and ``states: (H+1, nx)``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from recede.costs import Cost
+from recede.errors import InvalidArgumentError
+from recede.models.base import Dynamics, as_actions, as_state
+
+
+def _bounds(name: str, value, default: np.ndarray, nu: int) -> np.ndarray:
+    b = np.array(default if value is None else value, dtype=np.float64)
+    if b.ndim == 0:
+        b = np.full(nu, float(b))
+    if b.shape != (nu,):
+        raise InvalidArgumentError(f"{name} must have shape ({nu},), got {b.shape}")
+    if np.any(np.isnan(b)):
+        raise InvalidArgumentError(f"{name} must not contain NaN, got {b}")
+    b.setflags(write=False)
+    return b
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A finite-horizon optimal control problem: minimise ``cost(rollout(x0, U), U)``.
+
+    Planners take a Problem and nothing else. ``action_low``/``action_high`` default to the
+    dynamics' bounds; pass tighter ones to restrict a planner without touching the model.
+    """
+
+    dynamics: Dynamics
+    cost: Cost
+    horizon: int
+    action_low: np.ndarray | None = None
+    action_high: np.ndarray | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.dynamics, Dynamics):
+            raise InvalidArgumentError(
+                f"dynamics must provide nx, nu, dt, action_low, action_high, rollout and step, "
+                f"got {type(self.dynamics).__name__}"
+            )
+        if not callable(self.cost):
+            raise InvalidArgumentError(f"cost must be callable as cost(X, U), got {self.cost!r}")
+        if isinstance(self.horizon, bool) or not isinstance(self.horizon, (int, np.integer)):
+            raise InvalidArgumentError(f"horizon must be an integer >= 1, got {self.horizon!r}")
+        if self.horizon < 1:
+            raise InvalidArgumentError(f"horizon must be >= 1, got {self.horizon}")
+        nu = self.dynamics.nu
+        low = _bounds("action_low", self.action_low, self.dynamics.action_low, nu)
+        high = _bounds("action_high", self.action_high, self.dynamics.action_high, nu)
+        if np.any(low > high):
+            raise InvalidArgumentError(
+                f"action_low must be <= action_high, got action_low={low}, action_high={high}"
+            )
+        object.__setattr__(self, "horizon", int(self.horizon))
+        object.__setattr__(self, "action_low", low)
+        object.__setattr__(self, "action_high", high)
+
+    @property
+    def nx(self) -> int:
+        return self.dynamics.nx
+
+    @property
+    def nu(self) -> int:
+        return self.dynamics.nu
+
+    def check_x0(self, x0) -> np.ndarray:
+        """Validate one initial state ``(nx,)``."""
+        return as_state(x0, self.nx, "x0")
+
+    def check_actions(self, U) -> np.ndarray:
+        """Validate a batch ``(B, H, nu)`` with ``H == horizon``."""
+        return as_actions(U, self.nu, "U", horizon=self.horizon)
+
+    def rollout(self, x0, U) -> np.ndarray:
+        """x0: (nx,), U: (B, H, nu) -> X: (B, H+1, nx)."""
+        return self.dynamics.rollout(self.check_x0(x0), self.check_actions(U))
+
+    def evaluate(self, x0, U, *, return_states: bool = False):
+        """Total cost of each sequence, ``(B,)``; NaN or infinite costs become ``+inf``.
+
+        With ``return_states`` also returns ``X: (B, H+1, nx)``.
+        """
+        X = self.rollout(x0, U)
+        costs = sanitize_costs(self.cost(X, U))
+        return (costs, X) if return_states else costs
+
+
+def sanitize_costs(costs: np.ndarray) -> np.ndarray:
+    """Map every non-finite cost (NaN, -inf, +inf) to +inf: a diverged rollout never wins."""
+    costs = np.asarray(costs, dtype=np.float64)
+    bad = ~np.isfinite(costs)
+    if bad.any():
+        costs = costs.copy()
+        costs[bad] = np.inf
+    return costs
+
+
+class Status(enum.Enum):
+    """Why a planner stopped."""
+
+    MAX_ITERATIONS = "max_iterations"
+    CONVERGED = "converged"
+    DEADLINE = "deadline"
+    DIVERGED = "diverged"  # every candidate had a non-finite cost
+
+
+@dataclass(frozen=True)
+class IterLog:
+    """One planner iteration. ``cost`` is the best cost so far (the plan's cost after it)."""
+
+    iteration: int
+    cost: float
+    sample_best: float
+    sample_mean: float
+    finite: int
+    std: float = float("nan")
+
+
+def _frozen(a):
+    if a is None:
+        return None
+    a = np.array(a, dtype=np.float64)
+    a.setflags(write=False)
+    return a
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A planner's result. Arrays are read-only copies.
+
+    actions: (H, nu); states: (H+1, nx) predicted by the model; cost: total cost of ``actions``;
+    K: (H, nu, ndx) and k: (H, nu) feedback, applied as ``u = actions + k + K (x - states)``
+    (``None`` for planners without feedback).
+    """
+
+    actions: np.ndarray
+    states: np.ndarray
+    cost: float
+    iterations: int
+    status: Status
+    trace: tuple[IterLog, ...] = ()
+    K: np.ndarray | None = None
+    k: np.ndarray | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for name in ("actions", "states", "K", "k"):
+            object.__setattr__(self, name, _frozen(getattr(self, name)))

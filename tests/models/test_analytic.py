@@ -1,0 +1,415 @@
+"""Tests for recede.models.analytic against independent pure-Python oracles and closed forms."""
+
+from __future__ import annotations
+
+import math
+import re
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from recede.errors import InvalidArgumentError
+from recede.models import analytic
+from recede.models.analytic import (
+    Acrobot,
+    CartPole,
+    DoubleIntegrator,
+    Pendulum,
+    Unicycle,
+    rollout_kernel,
+    step_one,
+)
+from recede.models.base import Differentiable, Dynamics
+
+# ------------------------------------------------------------------------------------------------
+# Independent pure-Python references (plain math, no shared code with the module)
+# ------------------------------------------------------------------------------------------------
+
+
+def ref_pendulum(m, x, u):
+    ml2 = m.m * m.l**2
+    return [x[1], m.g / m.l * math.sin(x[0]) + (u[0] - m.b * x[1]) / ml2]
+
+
+def ref_cartpole(m, x, u):
+    # Lagrangian form with the pole tip at (x + l sin th, l cos th); solve the 2x2 mass matrix.
+    mc, mp, l, g = m.mc, m.mp, m.l, m.g
+    _, th, xd, thd = x
+    s, c = math.sin(th), math.cos(th)
+    a11, a12, a22 = mc + mp, mp * l * c, mp * l * l
+    b1 = u[0] + mp * l * s * thd**2
+    b2 = mp * g * l * s
+    det = a11 * a22 - a12 * a12
+    return [xd, thd, (a22 * b1 - a12 * b2) / det, (a11 * b2 - a12 * b1) / det]
+
+
+def ref_acrobot(m, x, u):
+    # Tedrake's "Underactuated Robotics" acrobot, whose th1 is measured from hanging down.
+    t1 = x[0] + math.pi
+    t2, d1, d2 = x[1], x[2], x[3]
+    m1, m2, l1, lc1, lc2, I1, I2, g = m.m1, m.m2, m.l1, m.lc1, m.lc2, m.I1, m.I2, m.g
+    c2, s2 = math.cos(t2), math.sin(t2)
+    M = [[I1 + I2 + m2 * l1**2 + 2 * m2 * l1 * lc2 * c2, I2 + m2 * l1 * lc2 * c2],
+         [I2 + m2 * l1 * lc2 * c2, I2]]
+    C = [[-2 * m2 * l1 * lc2 * s2 * d2, -m2 * l1 * lc2 * s2 * d2],
+         [m2 * l1 * lc2 * s2 * d1, 0.0]]
+    tau = [-m1 * g * lc1 * math.sin(t1) - m2 * g * (l1 * math.sin(t1) + lc2 * math.sin(t1 + t2)),
+           -m2 * g * lc2 * math.sin(t1 + t2)]
+    r = [tau[0] - C[0][0] * d1 - C[0][1] * d2, tau[1] + u[0] - C[1][0] * d1 - C[1][1] * d2]
+    det = M[0][0] * M[1][1] - M[0][1] * M[1][0]
+    qdd1 = (M[1][1] * r[0] - M[0][1] * r[1]) / det
+    qdd2 = (M[0][0] * r[1] - M[1][0] * r[0]) / det
+    return [d1, d2, qdd1, qdd2]
+
+
+def ref_unicycle(m, x, u):
+    return [u[0] * math.cos(x[2]), u[0] * math.sin(x[2]), u[1]]
+
+
+def ref_double_integrator(m, x, u):
+    d = len(u)
+    return list(x[d:]) + list(u)
+
+
+REFS = {
+    "pendulum": ref_pendulum,
+    "cartpole": ref_cartpole,
+    "acrobot": ref_acrobot,
+    "unicycle": ref_unicycle,
+    "double_integrator": ref_double_integrator,
+}
+
+
+def ref_step(m, x, u):
+    f = REFS[m.name]
+    h = m.dt / m.substeps
+    x = list(x)
+    for _ in range(m.substeps):
+        k1 = f(m, x, u)
+        k2 = f(m, [a + h / 2 * b for a, b in zip(x, k1)], u)
+        k3 = f(m, [a + h / 2 * b for a, b in zip(x, k2)], u)
+        k4 = f(m, [a + h * b for a, b in zip(x, k3)], u)
+        x = [a + h / 6 * (p + 2 * q + 2 * r + s) for a, p, q, r, s in zip(x, k1, k2, k3, k4)]
+    return x
+
+
+def ref_rollout(m, x0, U):
+    X = [list(x0)]
+    for u in U:
+        X.append(ref_step(m, X[-1], list(u)))
+    return np.array(X)
+
+
+def pendulum_energy(m, x):
+    return 0.5 * m.m * m.l**2 * x[1] ** 2 + m.m * m.g * m.l * math.cos(x[0])
+
+
+def acrobot_energy(m, x):
+    # From the geometry: angles from upright, counter-clockwise, point at r along angle phi
+    # sits at (-r sin(phi), r cos(phi)). Link 2's inertia about its centre by the parallel axis.
+    t1, t2, d1, d2 = x
+    v_elbow = (-m.l1 * math.cos(t1) * d1, -m.l1 * math.sin(t1) * d1)
+    v_c2 = (v_elbow[0] - m.lc2 * math.cos(t1 + t2) * (d1 + d2),
+            v_elbow[1] - m.lc2 * math.sin(t1 + t2) * (d1 + d2))
+    kinetic = (0.5 * m.I1 * d1**2 + 0.5 * m.m2 * (v_c2[0] ** 2 + v_c2[1] ** 2)
+               + 0.5 * (m.I2 - m.m2 * m.lc2**2) * (d1 + d2) ** 2)
+    potential = m.g * (m.m1 * m.lc1 * math.cos(t1)
+                       + m.m2 * (m.l1 * math.cos(t1) + m.lc2 * math.cos(t1 + t2)))
+    return kinetic + potential
+
+
+# Every physical parameter given explicitly (not all defaults), so the references read them here
+# and not from the model's parameter array.
+CONFIGS = {
+    "pendulum": (Pendulum, dict(m=0.8, l=1.2, g=9.81, b=0.3, max_torque=2.0, dt=0.05, substeps=1)),
+    "cartpole": (
+        CartPole, dict(mc=1.0, mp=0.2, l=0.6, g=9.81, max_force=10.0, dt=0.05, substeps=2)
+    ),
+    "acrobot": (Acrobot, dict(m1=1.0, m2=1.3, l1=1.1, l2=0.9, lc1=0.5, lc2=0.45, I1=0.4, I2=0.35,
+                              g=9.81, max_torque=10.0, dt=0.05, substeps=2)),
+    "unicycle": (Unicycle, dict(max_speed=1.0, max_turn_rate=2.0, dt=0.1, substeps=3)),
+    "double_integrator": (DoubleIntegrator, dict(dim=2, max_accel=1.0, dt=0.1, substeps=1)),
+}
+
+
+def make_system(name):
+    """The model and a plain namespace of its parameters (``name`` included) for the references."""
+    cls, kwargs = CONFIGS[name]
+    return cls(**kwargs), SimpleNamespace(name=name, **kwargs)
+
+
+def with_params(name, **overrides):
+    cls, kwargs = CONFIGS[name]
+    kwargs = {**kwargs, **overrides}
+    return cls(**kwargs), SimpleNamespace(name=name, **kwargs)
+
+
+def random_states(m, rng, n):
+    x = rng.uniform(-1.0, 1.0, size=(n, m.nx)) * 2.0
+    for i in m.angle_dims:
+        x[:, i] = rng.uniform(-math.pi, math.pi, size=n)
+    return x
+
+
+def random_actions(m, rng, shape):
+    return rng.uniform(m.action_low, m.action_high, size=(*shape, m.nu))
+
+
+# ------------------------------------------------------------------------------------------------
+# Rollout, step and step_one against the reference
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_rollout_matches_reference(name):
+    m, ref_params = make_system(name)
+    assert isinstance(m, Dynamics) and isinstance(m, Differentiable)
+    rng = np.random.default_rng(0)
+    B, H = 7, 13
+    x0s = random_states(m, rng, B)
+    U = random_actions(m, rng, (B, H))
+    ref = np.stack([ref_rollout(ref_params, x0s[b], U[b]) for b in range(B)])
+
+    X = m.rollout(x0s, U)
+    assert X.shape == (B, H + 1, m.nx) and X.dtype == np.float64
+    np.testing.assert_allclose(X, ref, rtol=0, atol=1e-12)
+
+    X1 = m.rollout(x0s[3], U)  # one state broadcast over the batch
+    ref1 = np.stack([ref_rollout(ref_params, x0s[3], U[b]) for b in range(B)])
+    np.testing.assert_allclose(X1, ref1, rtol=0, atol=1e-12)
+
+    np.testing.assert_array_equal(m.step(X[:, 4], U[:, 4]), X[:, 5])
+    np.testing.assert_array_equal(m.step(X[2, 4], U[2, 4]), X[2, 5])
+    np.testing.assert_array_equal(m.step_one(X[2, 4], U[2, 4]), X[2, 5])
+
+    # The kernels are callable directly from kernel_args, and step_one may work in place.
+    Xk = np.empty_like(X)
+    rollout_kernel(*m.kernel_args, x0s, U, Xk)
+    np.testing.assert_array_equal(Xk, X)
+    x = X[1, 0].copy()
+    step_one(*m.kernel_args, x, U[1, 0], x)
+    np.testing.assert_array_equal(x, X[1, 1])
+
+
+# ------------------------------------------------------------------------------------------------
+# Jacobians against central finite differences
+# ------------------------------------------------------------------------------------------------
+
+
+def central_diff(fun, z, eps=1e-6):
+    cols = []
+    for j in range(z.shape[0]):
+        dz = np.zeros_like(z)
+        dz[j] = eps
+        cols.append((fun(z + dz) - fun(z - dz)) / (2 * eps))
+    return np.stack(cols, axis=1)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_linearize_matches_finite_differences(name):
+    m, _ = make_system(name)
+    rng = np.random.default_rng(1)
+    H = 5
+    X = random_states(m, rng, H + 1)
+    U = random_actions(m, rng, (H,))
+    A, Bm = m.linearize(X, U)
+    assert A.shape == (H, m.nx, m.nx) and Bm.shape == (H, m.nx, m.nu)
+    for t in range(H):
+        A_fd = central_diff(lambda x: m.step_one(x, U[t]), X[t])
+        B_fd = central_diff(lambda u: m.step_one(X[t], u), U[t])
+        np.testing.assert_allclose(A[t], A_fd, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(Bm[t], B_fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_continuous_jacobian_matches_finite_differences(name):
+    m, ref_params = make_system(name)
+    rng = np.random.default_rng(2)
+    sys_id, p = m.sys_id, m.params
+
+    def f(x, u):
+        out = np.empty(m.nx)
+        analytic._f(sys_id, np.ascontiguousarray(x), np.ascontiguousarray(u), p, out)
+        return out
+
+    for x, u in zip(random_states(m, rng, 4), random_actions(m, rng, (4,))):
+        np.testing.assert_allclose(f(x, u), REFS[name](ref_params, x, u), rtol=0, atol=1e-12)
+        J = np.empty((m.nx, m.nx + m.nu))
+        analytic._f_jac(sys_id, x, u, p, J[:, : m.nx], J[:, m.nx :])
+        Jx_fd = central_diff(lambda z: f(z, u), x)
+        Ju_fd = central_diff(lambda z: f(x, z), u)
+        np.testing.assert_allclose(J[:, : m.nx], Jx_fd, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(J[:, m.nx :], Ju_fd, rtol=1e-6, atol=1e-6)
+
+
+def test_linearize_is_exact_with_substeps():
+    # Several substeps exercise the composition; a large step makes truncation errors visible.
+    m = Acrobot(dt=0.2, substeps=3)
+    x, u = np.array([0.3, -1.2, 1.5, -2.0]), np.array([4.0])
+    A, Bm = m.linearize(np.stack([x, x]), u[None])
+    A_fd = central_diff(lambda z: m.step_one(z, u), x)
+    B_fd = central_diff(lambda z: m.step_one(x, z), u)
+    np.testing.assert_allclose(A[0], A_fd, rtol=1e-7, atol=1e-7)
+    np.testing.assert_allclose(Bm[0], B_fd, rtol=1e-7, atol=1e-7)
+
+
+# ------------------------------------------------------------------------------------------------
+# Physics
+# ------------------------------------------------------------------------------------------------
+
+
+def test_pendulum_conserves_energy():
+    m, ref_params = with_params("pendulum", b=0.0, dt=0.01, substeps=2)
+    X = m.rollout(np.array([2.5, 1.0]), np.zeros((1, 100, 1)))[0]
+    E = np.array([pendulum_energy(ref_params, x) for x in X])
+    assert abs(E[0]) > 1.0
+    assert np.max(np.abs(E - E[0])) < 1e-6 * abs(E[0])
+
+
+def test_pendulum_upright_is_an_unstable_equilibrium():
+    m = Pendulum()
+    X = m.rollout(np.array([0.0, 0.0]), np.zeros((1, 10, 1)))[0]
+    np.testing.assert_array_equal(X, 0.0)
+    assert m.step_one(np.array([1e-3, 0.0]), np.zeros(1))[1] > 0  # falls away from upright
+    A, _ = m.linearize(np.zeros((2, 2)), np.zeros((1, 1)))
+    assert np.max(np.abs(np.linalg.eigvals(A[0]))) > 1.0
+
+
+def test_acrobot_conserves_energy():
+    m, ref_params = with_params("acrobot", dt=0.01, substeps=4)
+    X = m.rollout(np.array([2.0, -0.7, 0.5, -1.0]), np.zeros((1, 100, 1)))[0]
+    E = np.array([acrobot_energy(ref_params, x) for x in X])
+    assert abs(E[0]) > 1.0
+    assert np.max(np.abs(E - E[0])) < 1e-6 * abs(E[0])
+
+
+def test_cartpole_pole_falls_toward_positive_theta_when_tilted():
+    m = CartPole()
+    x1 = m.step_one(np.array([0.0, 0.1, 0.0, 0.0]), np.zeros(1))
+    assert x1[3] > 0 and x1[2] < 0  # the pole falls further, the cart recoils
+    x1 = m.step_one(np.zeros(4), np.array([5.0]))
+    assert x1[2] > 0 and x1[3] < 0  # pushing the cart tilts the pole back
+
+
+def test_double_integrator_closed_form():
+    m = DoubleIntegrator(dim=3)
+    rng = np.random.default_rng(3)
+    p0, v0, a = rng.normal(size=3), rng.normal(size=3), rng.uniform(-1, 1, size=3)
+    H = 20
+    X = m.rollout(np.concatenate([p0, v0]), np.broadcast_to(a, (1, H, 3)))[0]
+    t = m.dt * np.arange(H + 1)[:, None]
+    np.testing.assert_allclose(X[:, :3], p0 + v0 * t + a * t**2 / 2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(X[:, 3:], v0 + a * t, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("w", [0.0, 1.7])
+def test_unicycle_follows_arc(w):
+    m = Unicycle(dt=0.1, substeps=10)
+    x0 = np.array([0.5, -1.0, 0.3])
+    v, H = 0.8, 20
+    X = m.rollout(x0, np.broadcast_to([v, w], (1, H, 2)))[0]
+    t = m.dt * np.arange(H + 1)
+    h = x0[2] + w * t
+    if w == 0.0:
+        x, y = x0[0] + v * t * np.cos(x0[2]), x0[1] + v * t * np.sin(x0[2])
+    else:
+        x = x0[0] + v / w * (np.sin(h) - np.sin(x0[2]))
+        y = x0[1] - v / w * (np.cos(h) - np.cos(x0[2]))
+    np.testing.assert_allclose(X, np.stack([x, y, h], axis=1), rtol=0, atol=1e-9)
+
+
+# ------------------------------------------------------------------------------------------------
+# Attributes and helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def test_attributes():
+    m = CartPole()
+    assert (m.nx, m.nu, m.ndx, m.name, m.angle_dims) == (4, 1, 4, "cartpole", (1,))
+    assert m.state_names == ("x", "theta", "x_dot", "theta_dot")
+    assert m.kernel_args == (analytic.CARTPOLE, m.params, 0.05, 2)
+    np.testing.assert_array_equal(m.params, [1.0, 0.1, 0.5, 9.81])
+    np.testing.assert_array_equal(m.action_high, [10.0])
+    for a in (m.action_low, m.action_high, m.params):
+        assert a.dtype == np.float64 and not a.flags.writeable
+    assert repr(m) == "CartPole(mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2)"
+    d = DoubleIntegrator(dim=2)
+    assert (d.nx, d.nu, len(d.state_names), len(d.action_names)) == (4, 2, 4, 2)
+    np.testing.assert_array_equal(Unicycle().action_low, [-1.0, -2.0])
+
+
+def test_diff_and_integrate_are_inverse():
+    m = Acrobot()
+    x0, x1 = np.array([0.1, 0.2, 0.3, 0.4]), np.array([-1.0, 2.0, 0.5, 0.0])
+    np.testing.assert_allclose(m.diff(x0, x1), x1 - x0)
+    np.testing.assert_allclose(m.integrate(x0, m.diff(x0, x1)), x1)
+
+
+# ------------------------------------------------------------------------------------------------
+# Bad input
+# ------------------------------------------------------------------------------------------------
+
+
+def raises(message):
+    """Expect an InvalidArgumentError whose message is exactly ``message``."""
+    return pytest.raises(InvalidArgumentError, match="^" + re.escape(message) + "$")
+
+
+def test_bad_x0_shape():
+    with raises("x0 must have shape (4,) or (B, 4), got (5,)"):
+        CartPole().rollout(np.zeros(5), np.zeros((2, 3, 1)))
+
+
+def test_nan_x0():
+    with raises("x0 must be finite, got nan at index (1)"):
+        CartPole().rollout([0.0, np.nan, 0.0, 0.0], np.zeros((2, 3, 1)))
+
+
+def test_bad_U_shape():
+    with raises("U must have shape (B, H, 1), got (3, 1)"):
+        CartPole().rollout(np.zeros(4), np.zeros((3, 1)))
+    with raises("x0 has 3 states but U has 2 sequences; pass one state or 2"):
+        CartPole().rollout(np.zeros((3, 4)), np.zeros((2, 5, 1)))
+
+
+def test_bad_step_and_linearize_shapes():
+    m = Pendulum()
+    with raises("U must have shape (3, 1) to match X of shape (3, 2), got (2, 1)"):
+        m.step(np.zeros((3, 2)), np.zeros((2, 1)))
+    with raises("X must have shape (2,) or (B, 2), got (3,)"):
+        m.step(np.zeros(3), np.zeros(1))
+    with raises("x and u must have shapes (2,) and (1,), got (2,) and (2,)"):
+        m.step_one(np.zeros(2), np.zeros(2))
+    with raises("X must have shape (4, 2) to match U of shape (3, 1), got (3, 2)"):
+        m.linearize(np.zeros((3, 2)), np.zeros((3, 1)))
+    with raises("U must have shape (H, 1), got (3,)"):
+        m.linearize(np.zeros((4, 2)), np.zeros(3))
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: CartPole(dt=-0.1), "dt must be > 0, got -0.1"),
+        (lambda: Pendulum(dt=float("nan")), "dt must be a finite number, got nan"),
+        (lambda: Pendulum(substeps=0), "substeps must be an integer >= 1, got 0"),
+        (lambda: Pendulum(substeps=1.5), "substeps must be an integer >= 1, got 1.5"),
+        (lambda: Pendulum(m=0.0), "m must be > 0, got 0.0"),
+        (lambda: Pendulum(b=-1.0), "b must be >= 0, got -1.0"),
+        (lambda: CartPole(max_force="big"), "max_force must be a finite number, got 'big'"),
+        (
+            lambda: Acrobot(I2=0.1),
+            "I2 must be >= m2 * lc2**2 = 0.25 (inertia about the pivot), got 0.1",
+        ),
+        (lambda: DoubleIntegrator(dim=0), "dim must be an integer >= 1, got 0"),
+        (lambda: Unicycle(max_speed=math.inf), "max_speed must be a finite number, got inf"),
+    ],
+)
+def test_bad_parameters(make, message):
+    with raises(message):
+        make()
+
+
+def test_parameters_are_keyword_only():
+    with pytest.raises(TypeError):
+        Pendulum(1.0)

@@ -1,0 +1,252 @@
+"""The ``recede`` command line: run/tasks/planners, JSON and PNG outputs, and bad arguments."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from recede.cli import main
+from recede.envs import get_task, list_tasks
+from recede.planners.registry import PLANNERS, planner_options
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Small and short, so every closed-loop run here takes well under a second once compiled.
+FAST = ["--steps", "5", "--horizon", "8", "--samples", "16", "--iterations", "2", "--no-progress"]
+SUMMARY_KEYS = {"task", "planner", "seed", "steps", "return", "success", "plan_ms_median",
+                "plan_ms_p99", "options", "horizon", "log"}
+
+
+def run_cli(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_json(capsys, tmp_path, *argv, name="run.json"):
+    path = tmp_path / name
+    code, out, err = run_cli(capsys, "run", *argv, "--json", str(path))
+    assert code == 0, err
+    return json.loads(path.read_text()), out
+
+
+@pytest.mark.parametrize("task,planner", [("double-integrator", "random"), ("pendulum-swingup", "cem")])
+def test_run_writes_json_and_plot(capsys, tmp_path, task, planner):
+    json_path, png_path = tmp_path / "out.json", tmp_path / "out.png"
+    code, out, err = run_cli(capsys, "run", task, "--planner", planner, *FAST, "--seed", "3",
+                             "--json", str(json_path), "--plot", str(png_path))
+    assert code == 0, err
+    assert "Traceback" not in err
+
+    record = json.loads(json_path.read_text())
+    assert SUMMARY_KEYS <= set(record)
+    assert record["task"] == task and record["planner"] == planner
+    assert record["seed"] == 3 and record["horizon"] == 8
+    assert record["options"]["samples"] == 16 and record["options"]["iterations"] == 2
+    assert set(record["options"]) == set(planner_options(planner))
+    log = record["log"]
+    assert record["steps"] == 5 == len(log["actions"]) == len(log["rewards"]) == len(log["plan_ms"])
+    assert len(log["states"]) == record["steps"] + 1
+    assert record["return"] == pytest.approx(sum(log["rewards"]), rel=1e-12, abs=1e-12)
+    assert record["success"] is None  # stopped before the end of the episode: not evaluated
+    assert record["plan_ms_p99"] >= record["plan_ms_median"] > 0
+
+    assert png_path.read_bytes()[:8] == PNG_SIGNATURE
+    assert sorted(os.listdir(tmp_path)) == ["out.json", "out.png"]  # no temporary files left
+
+    # the human summary on stdout
+    lines = dict(line.split(None, 1) for line in out.splitlines() if not line.startswith("plan time"))
+    assert lines["task"] == task and lines["seed"] == "3" and lines["steps"] == "5"
+    assert lines["planner"].startswith(planner)
+    assert float(lines["return"]) == pytest.approx(record["return"], abs=1e-4)
+    assert lines["success"].startswith("n/a")
+    assert "median" in out and "p99" in out and " ms" in out
+
+
+def test_run_without_outputs_prints_summary(capsys):
+    code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "cem", *FAST)
+    assert code == 0, err
+    assert out.splitlines()[0].split() == ["task", "double-integrator"]
+    assert err == ""  # --no-progress
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    args = [a for a in FAST if a != "--no-progress"]
+    code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "random", *args)
+    assert code == 0
+    assert "5/5" in err and "5/5" not in out
+
+
+def test_full_episode_reports_success(capsys, tmp_path):
+    task = get_task("double-integrator")
+    record, out = run_json(capsys, tmp_path, "double-integrator", "--planner", "random",
+                           "--steps", str(task.episode_steps + 50), "--horizon", "5",
+                           "--samples", "8", "--no-progress")
+    assert record["steps"] == task.episode_steps  # the episode truncates at its length
+    assert isinstance(record["success"], bool)
+    success_line = next(line for line in out.splitlines() if line.startswith("success"))
+    assert success_line.split()[1] in ("yes", "no")
+
+
+def test_planner_options_default_to_the_task_then_flags(capsys, tmp_path):
+    task = get_task("double-integrator")
+    base = ["double-integrator", "--planner", "cem", "--steps", "1", "--horizon", "3", "--no-progress"]
+    record, _ = run_json(capsys, tmp_path, *base)
+    expected = {**planner_options("cem"), **task.planner_defaults.get("cem", {})}
+    assert record["options"] == pytest.approx(expected)
+    assert record["horizon"] == 3
+
+    record, _ = run_json(capsys, tmp_path, *base, "--samples", "7", "--elite-fraction", "0.5")
+    assert record["options"] == pytest.approx({**expected, "samples": 7, "elite_fraction": 0.5})
+
+
+def test_default_horizon_is_the_tasks(capsys, tmp_path):
+    record, _ = run_json(capsys, tmp_path, "double-integrator", "--planner", "random",
+                         "--steps", "1", "--samples", "4", "--no-progress")
+    assert record["horizon"] == get_task("double-integrator").horizon
+
+
+def test_same_seed_same_run(capsys, tmp_path):
+    args = ["pendulum-swingup", "--planner", "cem", *FAST, "--replan-every", "2"]
+    a, _ = run_json(capsys, tmp_path, *args, "--seed", "7", name="a.json")
+    b, _ = run_json(capsys, tmp_path, *args, "--seed", "7", name="b.json")
+    c, _ = run_json(capsys, tmp_path, *args, "--seed", "8", name="c.json")
+    assert a["log"]["actions"] == b["log"]["actions"]
+    assert a["log"]["states"] == b["log"]["states"]
+    assert a["log"]["states"][0] != c["log"]["states"][0]  # the seed also draws the initial state
+    # replanning every 2 steps: the steps in between apply the stored plan (no planning time)
+    assert [t is None for t in a["log"]["plan_ms"]] == [False, True, False, True, False]
+
+
+def test_tasks_lists_every_task(capsys):
+    code, out, err = run_cli(capsys, "tasks")
+    assert code == 0 and err == ""
+    for name in list_tasks():
+        task = get_task(name)
+        d = task.dynamics()
+        assert name in out and task.gym_id in out and task.description in out
+        assert task.success.describe(d.state_names) in out
+    assert "episode: " in out and "horizon" in out
+
+
+def test_planners_lists_every_planner_and_option(capsys):
+    code, out, err = run_cli(capsys, "planners")
+    assert code == 0 and err == ""
+    for name in PLANNERS:
+        assert any(line.startswith(name + " ") for line in out.splitlines())
+        for option, default in planner_options(name).items():
+            assert any(option in line and repr(default) in line for line in out.splitlines())
+
+
+def test_help_exits_zero(capsys):
+    code, out, _ = run_cli(capsys, "run", "--help")
+    assert code == 0 and "--planner" in out
+
+
+KNOWN_TASKS = ", ".join(sorted(list_tasks()))
+KNOWN_PLANNERS = ", ".join(sorted(PLANNERS))
+RUN = ["run", "double-integrator", "--planner"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["run", "nope", "--planner", "cem"], f"unknown task 'nope'; known tasks: {KNOWN_TASKS}"),
+    (RUN + ["nope"], f"unknown planner 'nope'; known planners: {KNOWN_PLANNERS}"),
+    (RUN + ["cem", "--steps", "0"], "steps must be an integer >= 1, got 0"),
+    (RUN + ["cem", "--steps", "-4"], "steps must be an integer >= 1, got -4"),
+    (RUN + ["cem", "--samples", "0"], "samples must be an integer >= 1, got 0"),
+    (RUN + ["random", "--samples", "-1"], "samples must be an integer >= 1, got -1"),
+    (RUN + ["cem", "--iterations", "0"], "iterations must be an integer >= 1, got 0"),
+    (RUN + ["cem", "--elite-fraction", "0"], "elite_fraction must be in (0, 1], got 0.0"),
+    (RUN + ["cem", "--elite-fraction", "1.5"], "elite_fraction must be in (0, 1], got 1.5"),
+    (RUN + ["cem", "--elite-fraction", "-0.1"], "elite_fraction must be in (0, 1], got -0.1"),
+    (RUN + ["cem", "--horizon", "0"], "horizon must be >= 1, got 0"),
+    (RUN + ["cem", "--replan-every", "0"], "replan_every must be an integer >= 1, got 0"),
+    (RUN + ["random", "--elite-fraction", "0.2"],
+     "planner 'random' has no option 'elite_fraction'; its options: samples, iterations"),
+    (RUN + ["cem", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+    (RUN + ["cem", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
+    (["run"], "the following arguments are required: TASK"),
+    ([], "the following arguments are required: COMMAND"),
+    (["bogus"], "argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'tasks', 'planners')"),
+])
+def test_bad_arguments(capsys, tmp_path, argv, message):
+    json_path = tmp_path / "out.json"
+    code, out, err = run_cli(capsys, *argv, *(["--json", str(json_path)] if argv[:1] == ["run"] else []))
+    assert code == 2
+    assert err == f"recede: error: {message}\n"
+    assert out == ""
+    assert os.listdir(tmp_path) == []  # neither the JSON file nor a temporary file
+
+
+@pytest.mark.parametrize("flag", ["--json", "--plot"])
+def test_unwritable_output_path(capsys, tmp_path, flag):
+    missing = tmp_path / "no-such-dir" / "out.file"
+    code, out, err = run_cli(capsys, *RUN, "random", *FAST, flag, str(missing))
+    assert code == 2 and out == ""
+    assert err == f"recede: error: argument {flag}: cannot write {str(missing)!r}: No such file or directory\n"
+
+    code, out, err = run_cli(capsys, *RUN, "random", *FAST, flag, str(tmp_path))
+    assert code == 2 and out == ""
+    assert err == f"recede: error: argument {flag}: cannot write {str(tmp_path)!r}: it is a directory\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_failure_during_run_leaves_no_partial_outputs(capsys, tmp_path, monkeypatch):
+    import recede.controllers
+    from recede.errors import PlanningError
+
+    def fail(*args, **kwargs):
+        raise PlanningError("every candidate diverged")
+
+    monkeypatch.setattr(recede.controllers, "run_closed_loop", fail)
+    code, out, err = run_cli(capsys, *RUN, "random", *FAST, "--json", str(tmp_path / "a.json"),
+                             "--plot", str(tmp_path / "a.png"))
+    assert code == 1
+    assert err == "recede: error: every candidate diverged\n" and out == ""
+    assert os.listdir(tmp_path) == []
+
+
+def test_existing_json_is_replaced_whole(capsys, tmp_path):
+    path = tmp_path / "run.json"
+    path.write_text("old contents")
+    code, _, err = run_cli(capsys, *RUN, "random", *FAST, "--json", str(path))
+    assert code == 0, err
+    assert json.loads(path.read_text())["task"] == "double-integrator"
+    # a failing run leaves the previous file untouched
+    code, _, _ = run_cli(capsys, *RUN, "random", *FAST, "--samples", "0", "--json", str(path))
+    assert code == 2
+    assert json.loads(path.read_text())["task"] == "double-integrator"
+    assert os.listdir(tmp_path) == ["run.json"]
+
+
+def _console_script() -> list[str]:
+    exe = shutil.which("recede")
+    if exe is None:
+        pytest.skip("the recede console script is not installed (pip install -e .)")
+    return [exe]
+
+
+def test_console_script_tasks():
+    res = subprocess.run(_console_script() + ["tasks"], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    for name in list_tasks():
+        assert get_task(name).gym_id in res.stdout
+
+
+def test_console_script_bad_argument_is_one_line():
+    res = subprocess.run(_console_script() + ["run", "nope", "--planner", "cem"],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2
+    assert res.stderr == f"recede: error: unknown task 'nope'; known tasks: {KNOWN_TASKS}\n"
+    assert res.stdout == ""
+
+
+def test_python_dash_m():
+    res = subprocess.run([sys.executable, "-m", "recede", "planners"], capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert all(name in res.stdout for name in PLANNERS)
