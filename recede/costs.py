@@ -12,6 +12,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numba
 import numpy as np
 
+from recede._numerics import sincos
 from recede.errors import InvalidArgumentError
 
 
@@ -29,42 +30,73 @@ class Cost(Protocol):
 _TWO_PI = 2.0 * np.pi
 
 
-@numba.njit(cache=True, inline="always")
-def _error(x, goal, is_angle, e):
-    for i in range(x.shape[0]):
-        d = x[i] - goal[i]
-        if is_angle[i]:
-            # wrap to [-pi, pi], then 2 sin(d/2): squares to 2 (1 - cos d), equals d near the goal
-            d = 2.0 * np.sin(0.5 * (d - _TWO_PI * np.round(d / _TWO_PI)))
-        e[i] = d
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _err(v, i, goal, is_angle, angles):
+    d = v[i] - goal[i]
+    if angles and is_angle[i]:
+        # 2 sin(w/2) with w = d wrapped to [-pi, pi]: squares to 2 (1 - cos d), equals d near
+        # the goal. w/2 lies where cos >= 0, so sin(w/2) = sin(d/2) * sign(cos(d/2)).
+        s, c = sincos(0.5 * d)
+        d = 2.0 * s if c >= 0.0 else -2.0 * s
+    return d
 
 
-@numba.njit(cache=True, inline="always")
-def _quad(M, e):
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _quad_state(M, diagonal, x, goal, is_angle, angles, e):
+    """1/2 e' M e with e the error of x from goal (angle-aware where ``angles`` and
+    ``is_angle[i]``); e: scratch (n,), used only when M is not diagonal."""
     s = 0.0
-    for i in range(e.shape[0]):
+    n = x.shape[0]
+    if diagonal:
+        for i in range(n):
+            d = _err(x, i, goal, is_angle, angles)
+            s += M[i, i] * d * d
+        return 0.5 * s
+    for i in range(n):
+        e[i] = _err(x, i, goal, is_angle, angles)
+    for i in range(n):
         r = 0.0
-        for j in range(e.shape[0]):
+        for j in range(n):
             r += M[i, j] * e[j]
         s += e[i] * r
     return 0.5 * s
 
 
-@numba.njit(cache=True, parallel=True)
-def _quadratic_cost_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, out):
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du):
+    """Running cost of one state x: (nx,) and action u: (nu,); e, du: scratch (nx,), (nu,).
+
+    Takes ``QuadraticCost.kernel_args`` after ``x, u``, for Numba code that fuses the cost into
+    a rollout (see ``recede.models.analytic``)."""
+    return _quad_state(Q, diagonal, x, x_goal, is_angle, True, e) + _quad_state(
+        R, diagonal, u, u_goal, is_angle, False, du)
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e):
+    """Terminal cost of x: (nx,); same argument order as ``quadratic_stage``."""
+    return _quad_state(Qf, diagonal, x, x_goal, is_angle, True, e)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _quadratic_cost_kernel(X, U, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, out):
     B, H, nu = U.shape
     nx = X.shape[2]
     for b in numba.prange(B):
-        e = np.empty(nx)
-        du = np.empty(nu)
+        # local copies, not slices: a view of X in a parallel loop would bump its shared
+        # reference count from every thread
+        x, u, e, du = np.empty(nx), np.empty(nu), np.empty(nx), np.empty(nu)
         total = 0.0
-        for t in range(H):
-            _error(X[b, t], x_goal, is_angle, e)
-            for j in range(nu):
-                du[j] = U[b, t, j] - u_goal[j]
-            total += _quad(Q, e) + _quad(R, du)
-        _error(X[b, H], x_goal, is_angle, e)
-        out[b] = total + _quad(Qf, e)
+        for t in range(H + 1):
+            for i in range(nx):
+                x[i] = X[b, t, i]
+            if t == H:
+                total += quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
+            else:
+                for j in range(nu):
+                    u[j] = U[b, t, j]
+                total += quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du)
+        out[b] = total
 
 
 def _psd(name: str, M, n: int) -> np.ndarray:
@@ -107,6 +139,9 @@ class QuadraticCost:
                 raise InvalidArgumentError(f"angle_dims must index the state (0..{self.nx - 1}), got {i}")
             is_angle[int(i)] = True
         self.angle_dims = tuple(int(i) for i in angle_dims)
+        self._diagonal = all(
+            np.count_nonzero(M - np.diag(np.diag(M))) == 0 for M in (self.Q, self.R, self.Qf)
+        )
         self._is_angle = is_angle
 
     @staticmethod
@@ -122,7 +157,7 @@ class QuadraticCost:
     def error(self, X: np.ndarray) -> np.ndarray:
         """State error e(x) for any leading shape ``(..., nx)``."""
         d = np.asarray(X, dtype=np.float64) - self.x_goal
-        wrapped = d - _TWO_PI * np.round(d / _TWO_PI)
+        wrapped = d - _TWO_PI * np.floor(d / _TWO_PI + 0.5)
         return np.where(self._is_angle, 2.0 * np.sin(0.5 * wrapped), d)
 
     def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
@@ -136,10 +171,14 @@ class QuadraticCost:
                 f"got {X.shape} and {U.shape}"
             )
         out = np.empty(U.shape[0])
-        _quadratic_cost_kernel(
-            X, U, self.Q, self.R, self.Qf, self.x_goal, self.u_goal, self._is_angle, out
-        )
+        _quadratic_cost_kernel(X, U, *self.kernel_args, out)
         return out
+
+    @property
+    def kernel_args(self) -> tuple:
+        """``(Q, R, Qf, diagonal, x_goal, u_goal, is_angle)``: the trailing arguments of
+        ``quadratic_stage`` and ``quadratic_terminal``."""
+        return (self.Q, self.R, self.Qf, self._diagonal, self.x_goal, self.u_goal, self._is_angle)
 
     def stage(self, x: np.ndarray, u: np.ndarray) -> float:
         e = self.error(x)

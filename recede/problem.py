@@ -86,14 +86,26 @@ class Problem:
         """x0: (nx,), U: (B, H, nu) -> X: (B, H+1, nx)."""
         return self.dynamics.rollout(self.check_x0(x0), self.check_actions(U))
 
+    def costs(self, x0: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Planners' hot path: costs (B,) with NaN/inf as +inf, for an already validated
+        x0: (nx,) and U: (B, H, nu). Uses the model's fused ``rollout_cost(x0, U, cost)`` when it
+        offers one for this cost, else rolls out and calls the cost."""
+        fused = getattr(self.dynamics, "rollout_cost", None)
+        costs = fused(x0, U, self.cost) if fused is not None else None
+        if costs is None:
+            costs = self.cost(self.dynamics.rollout(x0, U), U)
+        return sanitize_costs(costs)
+
     def evaluate(self, x0, U, *, return_states: bool = False):
         """Total cost of each sequence, ``(B,)``; NaN or infinite costs become ``+inf``.
 
         With ``return_states`` also returns ``X: (B, H+1, nx)``.
         """
-        X = self.rollout(x0, U)
-        costs = sanitize_costs(self.cost(X, U))
-        return (costs, X) if return_states else costs
+        x0, U = self.check_x0(x0), self.check_actions(U)
+        if not return_states:
+            return self.costs(x0, U)
+        X = self.dynamics.rollout(x0, U)
+        return sanitize_costs(self.cost(X, U)), X
 
 
 def sanitize_costs(costs: np.ndarray) -> np.ndarray:

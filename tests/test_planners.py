@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -128,6 +129,9 @@ def test_gaussian_sampler_statistics_and_determinism():
     again = np.zeros_like(out)
     sample_gaussian(mean, std, low, high, 123, again, 1)
     assert out.tobytes() == again.tobytes()
+    # the whole distribution, not only two moments: Kolmogorov-Smirnov against scipy's normal
+    z = ((out[1:] - mean) / std).ravel()
+    assert scipy.stats.kstest(z, "norm").pvalue > 1e-3
     uni = np.zeros((B, H, nu))
     sample_uniform(np.array([-1.0, 2.0]), np.array([1.0, 6.0]), 7, uni, 0)
     assert uni[..., 0].min() >= -1 and uni[..., 1].max() <= 6

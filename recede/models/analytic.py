@@ -51,9 +51,11 @@ Systems (``sys_id``; state; action; parameter array ``p`` layout; equations):
 
        p_d = v,  v_d = a
 
-Numba layer: ``_f``, ``_f_jac``, ``_rk4_step`` and ``_rk4_jac`` dispatch on the integer ``sys_id``
-(if/elif, no first-class functions, so ``cache=True`` works), and ``rollout_kernel``,
-``step_kernel``, ``linearize_kernel`` and ``step_one`` serve every system. The discrete Jacobians
+Numba layer: ``rollout_kernel``, ``step_kernel``, ``linearize_kernel`` and ``step_one`` serve every
+system, taking the integer ``sys_id``; ``_f``, ``_f_jac`` and ``_rk4_jac`` dispatch on it with
+if/elif (no first-class functions, which would defeat ``cache=True``). ``_rk4`` inlines ``_f`` with
+its stages unrolled, and the rollout copies each state into thread-local buffers, so the time
+loop creates no array views. The discrete Jacobians
 are exact: forward-mode derivatives carried through the RK4 stages by the chain rule. Python
 objects expose ``kernel_args == (sys_id, p, dt, substeps)`` so other Numba code can call, e.g.,
 ``rollout_kernel(*model.kernel_args, x0, U, X)``.
@@ -66,6 +68,8 @@ import math
 import numba
 import numpy as np
 
+from recede._numerics import sincos
+from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal
 from recede.errors import InvalidArgumentError
 from recede.models.base import as_actions, as_state, broadcast_x0, check_finite
 
@@ -93,9 +97,8 @@ ACROBOT = 2
 UNICYCLE = 3
 DOUBLE_INTEGRATOR = 4
 
-# Scratch layout. Step work: (_STEP_ROWS, nx) rows = current state, stage state, stage slope,
-# weighted slope sum. Jacobian work: (_STEP_ROWS + 5 nx, nx + nu): the step rows (first nx
-# columns), then five (nx, nx + nu) blocks holding derivatives with respect to z = (x, u):
+# Scratch layout of the Jacobian work: (_STEP_ROWS + 5 nx, nx + nu): _STEP_ROWS rows = current
+# state, stage state, stage slope, weighted slope sum (first nx columns), then five (nx, nx + nu) blocks holding derivatives with respect to z = (x, u):
 # D = dx/dz, Ds = d(stage state)/dz, K = d(stage slope)/dz, S = weighted sum of K, J = [fx | fu].
 _STEP_ROWS = 4
 
@@ -107,14 +110,14 @@ _STEP_ROWS = 4
 # ----------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _f_pendulum(x, u, p, out):
     m, l, g, b = p[0], p[1], p[2], p[3]
     out[0] = x[1]
-    out[1] = (g / l) * math.sin(x[0]) + (u[0] - b * x[1]) / (m * l * l)
+    out[1] = (g / l) * sincos(x[0])[0] + (u[0] - b * x[1]) / (m * l * l)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_pendulum(x, u, p, Jx, Ju):
     m, l, g, b = p[0], p[1], p[2], p[3]
     Jx[0, 0] = 0.0
@@ -125,12 +128,11 @@ def _jac_pendulum(x, u, p, Jx, Ju):
     Ju[1, 0] = 1.0 / (m * l * l)
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _f_cartpole(x, u, p, out):
     mc, mp, l, g = p[0], p[1], p[2], p[3]
     th, xd, thd = x[1], x[2], x[3]
-    s = math.sin(th)
-    c = math.cos(th)
+    s, c = sincos(th)
     xdd = (u[0] + mp * s * (l * thd * thd - g * c)) / (mc + mp * s * s)
     out[0] = xd
     out[1] = thd
@@ -138,7 +140,7 @@ def _f_cartpole(x, u, p, out):
     out[3] = (g * s - c * xdd) / l
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_cartpole(x, u, p, Jx, Ju):
     mc, mp, l, g = p[0], p[1], p[2], p[3]
     th, thd = x[1], x[3]
@@ -165,15 +167,15 @@ def _jac_cartpole(x, u, p, Jx, Ju):
     Ju[3, 0] = -c * dxdd_du / l
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _acrobot_terms(x, u, p):
     """Inverse mass matrix entries, accelerations and the shared coefficient ``a = m2 l1 lc2``."""
     m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
     th1, th2, qd1, qd2 = x[0], x[1], x[2], x[3]
     a = m2 * l1 * lc2
-    c2 = math.cos(th2)
-    s2 = math.sin(th2)
-    s12 = math.sin(th1 + th2)
+    s1 = sincos(th1)[0]
+    s2, c2 = sincos(th2)
+    s12 = sincos(th1 + th2)[0]
     m11 = I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2
     m12 = I2 + a * c2
     m22 = I2
@@ -183,7 +185,7 @@ def _acrobot_terms(x, u, p):
     i22 = m11 / det
     # r = tau_g + B u - C qd
     r1 = (
-        (m1 * lc1 + m2 * l1) * g * math.sin(th1)
+        (m1 * lc1 + m2 * l1) * g * s1
         + m2 * g * lc2 * s12
         + a * s2 * (2.0 * qd1 + qd2) * qd2
     )
@@ -193,7 +195,7 @@ def _acrobot_terms(x, u, p):
     return i11, i12, i22, qdd1, qdd2, a
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _f_acrobot(x, u, p, out):
     _, _, _, qdd1, qdd2, _ = _acrobot_terms(x, u, p)
     out[0] = x[2]
@@ -202,7 +204,7 @@ def _f_acrobot(x, u, p, out):
     out[3] = qdd2
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_acrobot(x, u, p, Jx, Ju):
     m1, m2, l1, lc1, lc2, g = p[0], p[1], p[2], p[4], p[5], p[8]
     i11, i12, i22, qdd1, qdd2, a = _acrobot_terms(x, u, p)
@@ -241,14 +243,15 @@ def _jac_acrobot(x, u, p, Jx, Ju):
     Ju[3, 0] = i22
 
 
-@numba.njit(cache=True, inline="always")
-def _f_unicycle(x, u, out):
-    out[0] = u[0] * math.cos(x[2])
-    out[1] = u[0] * math.sin(x[2])
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _f_unicycle(x, u, p, out):
+    sh, ch = sincos(x[2])
+    out[0] = u[0] * ch
+    out[1] = u[0] * sh
     out[2] = u[1]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_unicycle(x, u, Jx, Ju):
     c = math.cos(x[2])
     s = math.sin(x[2])
@@ -264,15 +267,15 @@ def _jac_unicycle(x, u, Jx, Ju):
     Ju[2, 1] = 1.0
 
 
-@numba.njit(cache=True, inline="always")
-def _f_double_integrator(x, u, out):
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _f_double_integrator(x, u, p, out):
     d = u.shape[0]
     for i in range(d):
         out[i] = x[d + i]
         out[d + i] = u[i]
 
 
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_double_integrator(x, u, Jx, Ju):
     d = u.shape[0]
     Jx[:, :] = 0.0
@@ -287,7 +290,7 @@ def _jac_double_integrator(x, u, Jx, Ju):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _f(sys_id, x, u, p, out):
     """Continuous-time ``out = f(x, u)`` for system ``sys_id`` with parameters ``p``."""
     if sys_id == PENDULUM:
@@ -297,14 +300,14 @@ def _f(sys_id, x, u, p, out):
     elif sys_id == ACROBOT:
         _f_acrobot(x, u, p, out)
     elif sys_id == UNICYCLE:
-        _f_unicycle(x, u, out)
+        _f_unicycle(x, u, p, out)
     elif sys_id == DOUBLE_INTEGRATOR:
-        _f_double_integrator(x, u, out)
-    else:
-        raise ValueError("unknown analytic sys_id")
+        _f_double_integrator(x, u, p, out)
+    else:  # unreachable from the Python layer; NaN marks the rollout as diverged
+        out[:] = np.nan
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _f_jac(sys_id, x, u, p, Jx, Ju):
     """Continuous-time Jacobians ``Jx = df/dx (nx, nx)``, ``Ju = df/du (nx, nu)``."""
     if sys_id == PENDULUM:
@@ -326,12 +329,7 @@ def _f_jac(sys_id, x, u, p, Jx, Ju):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, inline="always")
-def _step_work(nx):
-    return np.empty((_STEP_ROWS, nx))
-
-
-@numba.njit(cache=True, inline="always")
+@numba.njit(cache=True, error_model="numpy", inline="always")
 def _jac_work(nx, nu):
     return np.empty((_STEP_ROWS + 5 * nx, nx + nu))
 
@@ -341,39 +339,31 @@ _RK4_C = (0.0, 0.5, 0.5, 1.0)
 _RK4_W = (1.0, 2.0, 2.0, 1.0)
 
 
-@numba.njit(cache=True)
-def _rk4_step(sys_id, x, u, p, dt, substeps, out, work):
-    """One control step: ``substeps`` RK4 steps of ``dt / substeps``. ``out`` may alias ``x``.
-
-    ``work`` is scratch of shape at least ``(4, nx)`` (see ``_step_work``).
-    """
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rk4(sys_id, x, u, p, h, substeps, xs, k, acc):
+    """``substeps`` classical RK4 steps of ``h`` on ``x`` in place. ``xs, k, acc``: (nx,) scratch."""
     nx = x.shape[0]
-    h = dt / substeps
-    xc = work[0, :nx]  # current state
-    xs = work[1, :nx]  # stage state
-    k = work[2, :nx]  # stage slope
-    acc = work[3, :nx]  # weighted sum of slopes
-    for i in range(nx):
-        xc[i] = x[i]
-        k[i] = 0.0
     for _ in range(substeps):
-        for s in range(4):
-            c = _RK4_C[s] * h
-            for i in range(nx):
-                xs[i] = xc[i] + c * k[i]
-            _f(sys_id, xs, u, p, k)
-            w = _RK4_W[s]
-            for i in range(nx):
-                acc[i] = w * k[i] if s == 0 else acc[i] + w * k[i]
+        _f(sys_id, x, u, p, k)
         for i in range(nx):
-            xc[i] += (h / 6.0) * acc[i]
-    for i in range(nx):
-        out[i] = xc[i]
+            acc[i] = k[i]
+            xs[i] = x[i] + 0.5 * h * k[i]
+        _f(sys_id, xs, u, p, k)
+        for i in range(nx):
+            acc[i] += 2.0 * k[i]
+            xs[i] = x[i] + 0.5 * h * k[i]
+        _f(sys_id, xs, u, p, k)
+        for i in range(nx):
+            acc[i] += 2.0 * k[i]
+            xs[i] = x[i] + h * k[i]
+        _f(sys_id, xs, u, p, k)
+        for i in range(nx):
+            x[i] += (h / 6.0) * (acc[i] + k[i])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
-    """Exact Jacobians of ``_rk4_step``: ``A = dx+/dx (nx, nx)``, ``B = dx+/du (nx, nu)``.
+    """Exact Jacobians of one control step (``_rk4``): ``A = dx+/dx (nx, nx)``, ``B = dx+/du (nx, nu)``.
 
     Forward mode through every RK4 stage and substep, with respect to ``z = (x, u)``: a stage
     at ``xs = xc + c h k_prev`` has ``dxs/dz = D + c h K_prev`` and slope derivative
@@ -435,28 +425,61 @@ def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
 # ----------------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def rollout_kernel(sys_id, p, dt, substeps, x0, U, X):
     """x0: (B, nx), U: (B, H, nu) -> writes X: (B, H+1, nx) in place, with X[:, 0] = x0."""
-    nb, horizon = U.shape[0], U.shape[1]
+    nb, horizon, nu = U.shape
     nx = x0.shape[1]
+    h = dt / substeps
     for b in numba.prange(nb):
-        work = _step_work(nx)
-        X[b, 0, :] = x0[b]
+        # thread-local copies: no array views of X or U are created inside the time loop
+        x, xs, k, acc, u = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu)
+        for i in range(nx):
+            x[i] = x0[b, i]
+            X[b, 0, i] = x[i]
         for t in range(horizon):
-            _rk4_step(sys_id, X[b, t], U[b, t], p, dt, substeps, X[b, t + 1], work)
+            for j in range(nu):
+                u[j] = U[b, t, j]
+            _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+            for i in range(nx):
+                X[b, t + 1, i] = x[i]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def rollout_quadratic_cost_kernel(
+    sys_id, p, dt, substeps, x0, U, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, out
+):
+    """Rollout fused with a ``QuadraticCost``: x0: (nx,), U: (B, H, nu) -> out: (B,) costs.
+
+    The same arithmetic as ``rollout_kernel`` followed by the cost's own kernel, without writing
+    or re-reading the states: the sampling planners' hot path.
+    """
+    nb, horizon, nu = U.shape
+    nx = x0.shape[0]
+    h = dt / substeps
+    for b in numba.prange(nb):
+        x, xs, k, acc, u = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu)
+        e, du = np.empty(nx), np.empty(nu)
+        for i in range(nx):
+            x[i] = x0[i]
+        total = 0.0
+        for t in range(horizon):
+            for j in range(nu):
+                u[j] = U[b, t, j]
+            total += quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du)
+            _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+        out[b] = total + quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def step_kernel(sys_id, p, dt, substeps, X, U, out):
     """X: (B, nx), U: (B, nu) -> writes the next states into out: (B, nx)."""
-    nx = X.shape[1]
-    for b in numba.prange(X.shape[0]):
-        work = _step_work(nx)
-        _rk4_step(sys_id, X[b], U[b], p, dt, substeps, out[b], work)
+    rollout = np.empty((X.shape[0], 2, X.shape[1]))
+    rollout_kernel(sys_id, p, dt, substeps, X, U.reshape(U.shape[0], 1, U.shape[1]), rollout)
+    out[:] = rollout[:, 1]
 
 
-@numba.njit(cache=True, parallel=True)
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def linearize_kernel(sys_id, p, dt, substeps, X, U, A, Bm):
     """X: (H+1, nx) (only X[:H] is read), U: (H, nu) -> A: (H, nx, nx), Bm: (H, nx, nu)."""
     nx, nu = X.shape[1], U.shape[1]
@@ -465,10 +488,17 @@ def linearize_kernel(sys_id, p, dt, substeps, X, U, A, Bm):
         _rk4_jac(sys_id, X[t], U[t], p, dt, substeps, A[t], Bm[t], work)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, error_model="numpy")
 def step_one(sys_id, p, dt, substeps, x, u, out):
-    """x: (nx,), u: (nu,) -> writes the next state into out: (nx,). Serial; ``out`` may alias x."""
-    _rk4_step(sys_id, x, u, p, dt, substeps, out, _step_work(x.shape[0]))
+    """x: (nx,), u: (nu,) -> writes the next state into out: (nx,). Serial; ``out`` may alias x.
+
+    For single environments and for search trees written inside Numba.
+    """
+    nx = x.shape[0]
+    xc, xs, k, acc = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
+    xc[:] = x
+    _rk4(sys_id, xc, u, p, dt / substeps, substeps, xs, k, acc)
+    out[:] = xc
 
 
 # ----------------------------------------------------------------------------------------------
@@ -548,6 +578,18 @@ class AnalyticSystem:
         X = np.empty((U.shape[0], U.shape[1] + 1, self.nx))
         rollout_kernel(*self.kernel_args, x0, U, X)
         return X
+
+    def rollout_cost(self, x0, U, cost):
+        """Fused fast path: total costs (B,) of U: (B, H, nu) from x0: (nx,) under ``cost``, or
+        None when ``cost`` is not a ``QuadraticCost`` (then roll out and call the cost).
+
+        Inputs are trusted (the Problem validated them); results equal ``cost(rollout(x0, U), U)``.
+        """
+        if type(cost) is not QuadraticCost or cost.nx != self.nx or cost.nu != self.nu:
+            return None
+        out = np.empty(U.shape[0])
+        rollout_quadratic_cost_kernel(*self.kernel_args, x0, U, *cost.kernel_args, out)
+        return out
 
     def step(self, X, U) -> np.ndarray:
         """X: (B, nx), U: (B, nu) -> (B, nx); or one x: (nx,), u: (nu,) -> (nx,)."""

@@ -9,10 +9,10 @@ from the user's ``numpy.random.Generator``: same generator state, same plan, bit
 import numba
 import numpy as np
 
+
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_TWO_PI = 2.0 * np.pi
 
 
 @numba.njit(cache=True, inline="always")
@@ -34,21 +34,67 @@ def _clip(v, lo, hi):
     return lo if v < lo else (hi if v > hi else v)
 
 
-@numba.njit(cache=True, parallel=True)
-def sample_gaussian(mean, std, low, high, seed, out, start):
-    """out[b] = clip(mean + std * N(0, 1), low, high) for b >= start (Box-Muller).
+def _ziggurat_tables(n=128, r=3.442619855899, v=9.91256303526217e-3):
+    """Layer edges x[0..n] and core ratios x[i+1]/x[i] of the 128-layer normal ziggurat
+    (Marsaglia & Tsang 2000, in Doornik's 2005 floating-point form)."""
+    x = np.zeros(n + 1)
+    f = np.exp(-0.5 * r * r)
+    x[0], x[1] = v / f, r
+    for i in range(2, n):
+        x[i] = np.sqrt(-2.0 * np.log(v / x[i - 1] + f))
+        f = np.exp(-0.5 * x[i] * x[i])
+    return x, x[1:] / x[:-1]
 
-    mean, std: (H, nu); low, high: (nu,); out: (B, H, nu).
+
+_ZIG_X, _ZIG_RATIO = _ziggurat_tables()
+_ZIG_R = 3.442619855899
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _normal(seed, k, zx, zratio):
+    """One standard normal for entry ``k``: ziggurat on the counter stream (k, 0), (k, 1), ...
+
+    ~99% of draws take one 64-bit random (layer from its low 7 bits, value from its top 53).
     """
+    c = np.uint64(k) << np.uint64(32)
+    while True:
+        z = _splitmix64(np.uint64(seed) + c * _GOLDEN)
+        c += np.uint64(1)
+        i = np.int64(z & np.uint64(127))
+        u = 2.0 * ((np.float64(z >> np.uint64(11)) + 0.5) * (1.0 / 9007199254740992.0)) - 1.0
+        if abs(u) < zratio[i]:
+            return u * zx[i]
+        if i == 0:  # the tail beyond R, by Marsaglia's exponential rejection
+            while True:
+                x = np.log(_uniform01(seed, c)) / _ZIG_R
+                y = np.log(_uniform01(seed, c + np.uint64(1)))
+                c += np.uint64(2)
+                if -2.0 * y >= x * x:
+                    return x - _ZIG_R if u < 0.0 else _ZIG_R - x
+        x = u * zx[i]
+        f0 = np.exp(-0.5 * (zx[i] * zx[i] - x * x))
+        f1 = np.exp(-0.5 * (zx[i + 1] * zx[i + 1] - x * x))
+        if f1 + _uniform01(seed, c) * (f0 - f1) < 1.0:
+            return x
+        c += np.uint64(1)
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _sample_gaussian(mean, std, low, high, seed, out, start, zx, zratio):
     B, H, nu = out.shape
     for b in numba.prange(start, B):
         for t in range(H):
             for j in range(nu):
-                k = np.uint64(2 * ((b * H + t) * nu + j))
-                u1 = _uniform01(seed, k)
-                u2 = _uniform01(seed, k + np.uint64(1))
-                z = np.sqrt(-2.0 * np.log(u1)) * np.cos(_TWO_PI * u2)
+                z = _normal(seed, (b * H + t) * nu + j, zx, zratio)
                 out[b, t, j] = _clip(mean[t, j] + std[t, j] * z, low[j], high[j])
+
+
+def sample_gaussian(mean, std, low, high, seed, out, start):
+    """out[b] = clip(mean + std * N(0, 1), low, high) for b >= start.
+
+    mean, std: (H, nu); low, high: (nu,); out: (B, H, nu).
+    """
+    _sample_gaussian(mean, std, low, high, seed, out, start, _ZIG_X, _ZIG_RATIO)
 
 
 @numba.njit(cache=True, parallel=True)

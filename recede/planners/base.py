@@ -93,16 +93,15 @@ class SamplingPlanner:
             nominal = np.clip(as_sequence(w, nu, H, "warm_start"), self._low, self._high)
         self.begin(nominal)
         U = self._U
-        best_cost, states, trace = math.inf, None, []
+        best_cost, trace = math.inf, []
         for i in range(self.config.iterations):
             U[0] = nominal
             self.sample(i, int(rng.integers(0, 2**63 - 1)), U)
-            X = p.dynamics.rollout(x0, U)
-            costs = sanitize_costs(p.cost(X, U))
+            costs = p.costs(x0, U)
             b = int(np.argmin(costs))
-            if costs[b] < best_cost or states is None:
+            if costs[b] < best_cost:
                 best_cost = float(costs[b])
-                nominal, states = U[b].copy(), X[b].copy()
+                nominal = U[b].copy()
             std = self.update(U, costs)
             finite = np.isfinite(costs)
             trace.append(IterLog(
@@ -110,6 +109,7 @@ class SamplingPlanner:
                 sample_mean=float(costs[finite].mean()) if finite.any() else math.inf,
                 finite=int(finite.sum()), std=std,
             ))
+        states = p.dynamics.rollout(x0, nominal[None])[0]
         status = Status.MAX_ITERATIONS if math.isfinite(best_cost) else Status.DIVERGED
         return Plan(actions=nominal, states=states, cost=best_cost, iterations=len(trace),
                     status=status, trace=tuple(trace))
