@@ -14,7 +14,7 @@ import numpy as np
 
 from recede.errors import InvalidArgumentError
 from recede.models.base import as_sequence
-from recede.problem import IterLog, Plan, Problem, Status, sanitize_costs
+from recede.problem import IterLog, Plan, Problem, Status
 
 
 @runtime_checkable
