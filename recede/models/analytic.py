@@ -363,7 +363,7 @@ def _rk4(sys_id, x, u, p, h, substeps, xs, k, acc):
 
 @numba.njit(cache=True, error_model="numpy")
 def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
-    """Exact Jacobians of one control step (``_rk4``): ``A = dx+/dx (nx, nx)``, ``B = dx+/du (nx, nu)``.
+    """Exact Jacobians of one control step (``_rk4``): A = dx+/dx (nx, nx), B = dx+/du (nx, nu).
 
     Forward mode through every RK4 stage and substep, with respect to ``z = (x, u)``: a stage
     at ``xs = xc + c h k_prev`` has ``dxs/dz = D + c h K_prev`` and slope derivative
