@@ -23,9 +23,17 @@ from recede.problem import IterLog, Plan, Problem, Status
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name):
+    if name == "MujocoDynamics":  # imported on first use: it starts MuJoCo's thread pools
+        from recede.models.mujoco import MujocoDynamics
+
+        return MujocoDynamics
+    raise AttributeError(f"module 'recede' has no attribute {name!r}")
+
 __all__ = [
     "CEM", "CEMConfig", "Cost", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
-    "IterLog", "MPC", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
+    "IterLog", "MPC", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
     "RandomShooting", "RandomShootingConfig", "RecedeError", "RunLog", "Status", "Task",
     "UnknownNameError", "get_task", "list_tasks", "make_planner", "run_closed_loop",
 ]

@@ -62,6 +62,11 @@ class Problem:
             raise InvalidArgumentError(
                 f"action_low must be <= action_high, got action_low={low}, action_high={high}"
             )
+        if needs_sensors(self.cost) and not getattr(self.dynamics, "nsensordata", 0):
+            raise InvalidArgumentError(
+                f"cost {type(self.cost).__name__} reads sensor data, but the dynamics "
+                f"{type(self.dynamics).__name__} has no sensors"
+            )
         object.__setattr__(self, "horizon", int(self.horizon))
         object.__setattr__(self, "action_low", low)
         object.__setattr__(self, "action_high", high)
@@ -90,6 +95,9 @@ class Problem:
         """Planners' hot path: costs (B,) with NaN/inf as +inf, for an already validated
         x0: (nx,) and U: (B, H, nu). Uses the model's fused ``rollout_cost(x0, U, cost)`` when it
         offers one for this cost, else rolls out and calls the cost."""
+        if needs_sensors(self.cost):
+            X, S = self.dynamics.rollout(x0, U, sensors=True)
+            return sanitize_costs(self.cost(X, U, S))
         fused = getattr(self.dynamics, "rollout_cost", None)
         costs = fused(x0, U, self.cost) if fused is not None else None
         if costs is None:
@@ -104,8 +112,17 @@ class Problem:
         x0, U = self.check_x0(x0), self.check_actions(U)
         if not return_states:
             return self.costs(x0, U)
+        if needs_sensors(self.cost):
+            X, S = self.dynamics.rollout(x0, U, sensors=True)
+            return sanitize_costs(self.cost(X, U, S)), X
         X = self.dynamics.rollout(x0, U)
         return sanitize_costs(self.cost(X, U)), X
+
+
+def needs_sensors(cost) -> bool:
+    """Whether ``cost`` is called as ``cost(X, U, S)`` with the rollout's sensor data
+    ``S: (B, H+1, nsensordata)`` (costs say so with a true ``needs_sensors`` attribute)."""
+    return bool(getattr(cost, "needs_sensors", False))
 
 
 def sanitize_costs(costs: np.ndarray) -> np.ndarray:

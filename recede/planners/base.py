@@ -7,9 +7,11 @@ shifted by the steps executed since (see :func:`shift_actions`).
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Protocol, runtime_checkable
 
+import numba
 import numpy as np
 
 from recede.errors import InvalidArgumentError
@@ -40,6 +42,24 @@ def shift_actions(actions: np.ndarray, n: int) -> np.ndarray:
         return a.copy()
     n = min(n, a.shape[0])
     return np.concatenate([a[n:], np.repeat(a[-1:], n, axis=0)])
+
+
+@contextlib.contextmanager
+def kernel_threads(dynamics):
+    """Run the planner's Numba kernels on one thread when the model parallelises its own
+    rollouts (``dynamics.parallel_rollouts``, e.g. MuJoCo's rollout pool). Otherwise Numba's
+    OpenMP workers, which spin for a while after every parallel kernel so that the next call
+    starts at once (see ``recede._threads``), would take the cores from the model's threads:
+    that cost a third of MuJoCo's rollout throughput here."""
+    if not getattr(dynamics, "parallel_rollouts", False):
+        yield
+        return
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> None:
@@ -82,6 +102,10 @@ class SamplingPlanner:
 
     # Subclasses: begin(nominal) -> None, sample(i, seed, U) fills U[1:], update(U, costs) -> std
     def plan(self, x0, *, warm_start=None, rng=None) -> Plan:
+        with kernel_threads(self.problem.dynamics):
+            return self._plan(x0, warm_start, rng)
+
+    def _plan(self, x0, warm_start, rng) -> Plan:
         p = self.problem
         x0 = p.check_x0(x0)
         rng = as_generator(rng)
