@@ -14,6 +14,7 @@ itself failed, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -72,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
             "planner's own defaults (see 'recede planners'); flags given here override both."
         ),
     )
-    run.add_argument("task", metavar="TASK", help="task name (see 'recede tasks')")
+    run.add_argument("task", metavar="TASK",
+                     help="task name or Gymnasium id, e.g. cartpole-swingup or HalfCheetah-v5 (see 'recede tasks')")
     run.add_argument("--planner", default="cem", metavar="{" + ",".join(sorted(PLANNERS)) + "}",
                      help="planner name (see 'recede planners'; default: cem)")
     run.add_argument("--seed", type=_non_negative_int, default=0,
@@ -91,6 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write the run (summary, options and per-step log) as JSON to PATH")
     run.add_argument("--plot", metavar="PATH.png", default=None,
                      help="draw states, actions and planning times to a PNG at PATH")
+    run.add_argument("--video", metavar="PATH.mp4", default=None,
+                     help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -114,14 +118,15 @@ class _AtomicFile:
     removes it.
     """
 
-    def __init__(self, path: str, flag: str):
+    def __init__(self, path: str, flag: str, keep_extension: bool = False):
         self.path = path
         directory = os.path.dirname(os.path.abspath(path))
         if os.path.isdir(path):
             raise _UsageError(f"argument {flag}: cannot write {path!r}: it is a directory")
         try:
             fd, self.tmp = tempfile.mkstemp(
-                dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
+                dir=directory, prefix=f".{os.path.basename(path)}.",
+                suffix=".tmp" + (os.path.splitext(path)[1] if keep_extension else ""),
             )
         except OSError as e:
             reason = e.strerror or str(e)
@@ -182,11 +187,13 @@ def _fmt_ms(ms: float) -> str:
     return "n/a" if not math.isfinite(ms) else f"{ms:.2f} ms"
 
 
-def _success_text(success, steps: int, episode_steps: int, terminated: bool) -> str:
+def _success_text(success, steps: int, episode_steps: int, terminated: bool, robot: bool) -> str:
     if success is None:
+        if steps >= episode_steps and not terminated:
+            return "n/a (this task is judged by its return)"
         return f"n/a (stopped after {steps} of the episode's {episode_steps} steps)"
     if terminated:
-        return "no (the state stopped being finite)"
+        return f"no (terminated at step {steps})" if robot else "no (the state stopped being finite)"
     return "yes" if success else "no"
 
 
@@ -195,18 +202,23 @@ def _cmd_run(args) -> int:
 
     from recede.controllers import MPC, run_closed_loop
     from recede.envs import get_task
+    from recede.envs.robots import GymTask
     from recede.planners.base import check_positive_int
     from recede.planners.registry import make_planner
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
     check_positive_int("steps", steps)  # before any output or compilation
+    robot = isinstance(task, GymTask)
+    if args.video and not (robot or getattr(task, "asset", None)):
+        raise _UsageError(f"argument --video: task {task.name!r} has no MuJoCo model to render; "
+                          f"use a MuJoCo task (e.g. cartpole-swingup-mj)")
+    if args.video and not args.video.lower().endswith(".mp4"):
+        raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
     options = _planner_options(task, args.planner, args)
-    problem = task.problem(args.horizon)
-    planner = make_planner(args.planner, problem, **options)
-    controller = MPC(planner, replan_every=args.replan_every, rng=args.seed)
 
     outputs: list[_AtomicFile] = []
+    env = None
     try:
         json_out = _AtomicFile(args.json, "--json") if args.json else None
         if json_out:
@@ -214,24 +226,45 @@ def _cmd_run(args) -> int:
         plot_out = _AtomicFile(args.plot, "--plot") if args.plot else None
         if plot_out:
             outputs.append(plot_out)
+        video_out = _AtomicFile(args.video, "--video", keep_extension=True) if args.video else None
+        if video_out:
+            outputs.append(video_out)
+            os.environ.setdefault("MUJOCO_GL", "egl")
 
-        env = task.make_env()
+        env = task.make_env(render_mode="rgb_array" if video_out else None)
+        problem = task.problem(args.horizon, env=env) if robot else task.problem(args.horizon)
+        planner = make_planner(args.planner, problem, **options)
+        controller = MPC(planner, replan_every=args.replan_every, rng=args.seed)
         # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
         # so the planning times reported are those of the running loop.
-        planner.plan(env.reset(seed=args.seed)[0], rng=0)
+        env.reset(seed=args.seed)
+        planner.plan(task.state_of(env), rng=0)
+        frames: list = []
+
+        def on_step(t, bar):
+            bar.update(1)
+            if video_out:
+                frames.append(env.render())
+
         with tqdm(
             total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
         ) as bar:
+            if video_out:
+                env.reset(seed=args.seed)
             log = run_closed_loop(env, controller, steps=steps, seed=args.seed,
-                                  on_step=lambda t: bar.update(1))
-        env.close()
+                                  on_step=lambda t: on_step(t, bar), state_fn=task.state_of)
+        if log.success is None:
+            judged = task.judge(env, log.terminated, log.steps)
+            if judged is not None:
+                log = dataclasses.replace(log, success=bool(judged))
 
         dynamics = problem.dynamics
         summary = log.summary()
         if json_out:
             record = {
                 "task": task.name,
+                "gym_id": task.gym_id,
                 "planner": args.planner,
                 "seed": args.seed,
                 "horizon": problem.horizon,
@@ -255,11 +288,15 @@ def _cmd_run(args) -> int:
                                    (f"u{i}" for i in range(nu))),
                 dt=float(dynamics.dt),
             )
+        if video_out:
+            _write_video(video_out.tmp, frames, fps=1.0 / float(dynamics.dt))
         for out in outputs:  # every output was drawn whole; only now do they appear
             out.commit()
     finally:
         for out in outputs:
             out.discard()
+        if env is not None:
+            env.close()
 
     shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
     rows = [
@@ -269,7 +306,8 @@ def _cmd_run(args) -> int:
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"])),
         ("return", f"{summary['return']:.4f}"),
-        ("success", _success_text(log.success, log.steps, task.episode_steps, log.terminated)),
+        ("success", _success_text(log.success, log.steps, task.episode_steps, log.terminated,
+                                           robot)),
         ("plan time", f"median {_fmt_ms(summary['plan_ms_median'])}, "
                       f"p99 {_fmt_ms(summary['plan_ms_p99'])}"),
     ]
@@ -277,10 +315,25 @@ def _cmd_run(args) -> int:
         rows.append(("json", args.json))
     if args.plot:
         rows.append(("plot", args.plot))
+    if args.video:
+        rows.append(("video", args.video))
+    if hasattr(dynamics, "diverged_total"):
+        rows.append(("diverged", f"{dynamics.diverged_total} of {dynamics.rollouts_total} "
+                                 f"rollouts (cost +inf, planning carried on)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _write_video(path: str, frames, fps: float) -> None:
+    """Encode RGB frames (H, W, 3) as H.264 MP4 at ``path`` (imageio + its bundled ffmpeg)."""
+    import imageio.v2 as imageio
+
+    with imageio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                            macro_block_size=8, ffmpeg_log_level="error") as writer:
+        for frame in frames:
+            writer.append_data(frame)
 
 
 def _cmd_tasks(args) -> int:
@@ -296,10 +349,13 @@ def _cmd_tasks(args) -> int:
         print(f"{task.name}  ({task.gym_id})")
         print(f"  {task.description}")
         actions = tuple(getattr(d, "action_names", None) or (f"u{j}" for j in range(d.nu)))
-        print(f"  nx={d.nx} nu={d.nu}  state: {', '.join(names)}  action: {', '.join(actions)}")
+        if d.nx + d.nu <= 12:
+            print(f"  nx={d.nx} nu={d.nu}  state: {', '.join(names)}  action: {', '.join(actions)}")
+        else:
+            print(f"  nx={d.nx} nu={d.nu}  (MuJoCo state [qpos, qvel, act])")
         print(f"  episode: {task.episode_steps} steps = {seconds:g} s (dt {d.dt:g} s)"
               f"  default horizon: {task.horizon} steps")
-        print(f"  success: {task.success.describe(names)}")
+        print(f"  success: {task.describe_success(names)}")
         for planner, opts in sorted(task.planner_defaults.items()):
             shown = " ".join(f"{k}={v}" for k, v in opts.items())
             print(f"  {planner} defaults: {shown}")
@@ -332,6 +388,29 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+def _route_mujoco_warnings():
+    """Send MuJoCo's warnings to stderr, one line per distinct message at the end, instead of
+    letting MuJoCo append them to MUJOCO_LOG.TXT in the user's directory. Returns the undo."""
+    import mujoco
+
+    seen: dict[str, int] = {}
+    previous = mujoco.get_mju_user_warning()
+
+    def record(message: str) -> None:  # may run on MuJoCo's rollout threads
+        key = " ".join(str(message).split())
+        seen[key] = seen.get(key, 0) + 1
+
+    mujoco.set_mju_user_warning(record)
+
+    def restore() -> None:
+        mujoco.set_mju_user_warning(previous)
+        for message, count in seen.items():
+            times = f" ({count} times)" if count > 1 else ""
+            print(f"{PROG}: mujoco warning: {message}{times}", file=sys.stderr)
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
@@ -342,6 +421,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from recede.errors import InvalidArgumentError, RecedeError
 
+    restore = _route_mujoco_warnings()
     try:
         return args.func(args)
     except BrokenPipeError:  # stdout closed early (`recede tasks | head`): stop quietly
@@ -359,6 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(e), 2)
     except KeyboardInterrupt:
         return _fail("interrupted", 130)
+    finally:
+        restore()
 
 
 if __name__ == "__main__":

@@ -17,12 +17,14 @@ def plot_run(
     state_names: Sequence[str] | None = None,
     action_names: Sequence[str] | None = None,
     dt: float = 1.0,
+    show_states: bool | None = None,
 ) -> None:
     """Write a PNG of a :class:`~recede.controllers.RunLog` to ``path``.
 
     One subplot per state (``states: (T+1, nx)``), one per action (``actions: (T, nu)``, drawn
     as held over each control period), and the planning time per step in ms (steps that applied
-    a stored plan are left out). The x axis is time in seconds (step * ``dt``). Names default to
+    a stored plan are left out), above it the cumulative return. ``show_states`` (default: when
+    ``nx + nu <= 12``) draws the state and action panels; robots leave them out. The x axis is time in seconds (step * ``dt``). Names default to
     ``x0, x1, ...`` and ``u0, u1, ...``. The PNG is drawn to a temporary file next to ``path``
     and renamed over it, so ``path`` never holds a partial image.
     """
@@ -45,7 +47,11 @@ def plot_run(
 
     t_states = np.arange(states.shape[0]) * dt
     t_steps = np.arange(T) * dt
-    rows = nx + nu + 1
+    if show_states is None:
+        show_states = nx + nu <= 12
+    if not show_states:
+        nx = nu = 0
+    rows = nx + nu + 2
     fig = Figure(figsize=(8.0, 1.6 * rows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
@@ -61,6 +67,10 @@ def plot_run(
             ax.step(np.append(t_steps, T * dt), np.append(actions[:, j], actions[-1, j]),
                     where="post", color="C1", lw=1.5)
         ax.set_ylabel(name)
+    ax = axes[-2]
+    rewards = np.asarray(log.rewards, dtype=np.float64)
+    ax.plot(np.arange(1, T + 1) * dt, np.cumsum(rewards), color="C3", lw=1.5)
+    ax.set_ylabel("return")
     ax = axes[-1]
     planned = np.isfinite(plan_ms)
     if planned.any():

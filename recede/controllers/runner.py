@@ -72,6 +72,17 @@ class RunLog:
         return d
 
 
+def default_state(env) -> np.ndarray:
+    """The unwrapped env's ``state``, or ``[qpos, qvel, act]`` of a MuJoCo env's ``data``."""
+    base = env.unwrapped
+    if hasattr(base, "state"):
+        return np.asarray(base.state, dtype=np.float64)
+    data = getattr(base, "data", None)
+    if data is not None and hasattr(data, "qpos"):
+        return np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float64)
+    raise AttributeError(f"cannot read a model state from {type(base).__name__}; pass state_fn")
+
+
 def run_closed_loop(
     env,
     controller,
@@ -80,19 +91,21 @@ def run_closed_loop(
     seed: int | None = None,
     pace: bool = False,
     on_step: Callable[[int], None] | None = None,
+    state_fn: Callable[[object], np.ndarray] | None = None,
 ) -> RunLog:
     """Run ``controller.act(state)`` in ``env`` until it terminates, truncates or ``steps`` pass.
 
-    env: a Gymnasium env whose unwrapped env exposes ``state`` (the model state to plan from)
-    and whose ``info`` may carry ``success``. pace: hold each step to the model's control period
+    env: a Gymnasium env whose ``info`` may carry ``success``. state_fn(env): the model state to
+    plan from; by default the unwrapped env's ``state``, or for a Gymnasium MuJoCo env its
+    ``[qpos, qvel, act]``. pace: hold each step to the model's control period
     ``dt`` (sleeping the rest), as a real robot would. on_step(t): called after every step
     (progress bars).
     """
     if steps is not None:
         check_positive_int("steps", steps)
-    base = env.unwrapped
+    state_fn = state_fn or default_state
     env.reset(seed=seed)
-    states, actions, rewards, times = [np.array(base.state, dtype=np.float64)], [], [], []
+    states, actions, rewards, times = [np.asarray(state_fn(env), dtype=np.float64).copy()], [], [], []
     period = float(getattr(controller.problem.dynamics, "dt", 0.0)) if pace else 0.0
     success, terminated = None, False
     t, deadline = 0, time.perf_counter()
@@ -102,7 +115,7 @@ def run_closed_loop(
         _, r, terminated, truncated, info = env.step(u)
         actions.append(u)
         rewards.append(float(r))
-        states.append(np.array(base.state, dtype=np.float64))
+        states.append(np.asarray(state_fn(env), dtype=np.float64).copy())
         success = info.get("success", success)
         t += 1
         if on_step is not None:

@@ -7,6 +7,7 @@ it acts in.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -67,6 +68,7 @@ class Task:
     success: HoldCriterion
     horizon: int
     planner_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    asset: str | None = None  # MJCF path for tasks on MuJoCo (their env is MujocoTaskEnv)
 
     @property
     def gym_id(self) -> str:
@@ -88,15 +90,44 @@ class Task:
         x0, spread = np.array(self.initial_state), np.array(self.initial_spread)
         return x0 + rng.uniform(-1.0, 1.0, size=x0.shape) * spread
 
-    def make_env(self, **kwargs):
+    def make_env(self, render_mode: str | None = None, **kwargs):
+        if self.asset is not None:
+            from recede.envs.mujoco_env import MujocoTaskEnv
+
+            return MujocoTaskEnv(self, render_mode=render_mode, **kwargs)
         from recede.envs.env import TaskEnv
 
-        return TaskEnv(self, **kwargs)
+        return TaskEnv(self, render_mode=render_mode, **kwargs)
+
+    @staticmethod
+    def state_of(env) -> np.ndarray:
+        """The model state to plan from."""
+        return np.array(env.unwrapped.state, dtype=np.float64)
+
+    def judge(self, env, terminated: bool, steps: int) -> bool | None:
+        """Success is reported by the env itself in its last ``info``."""
+        return None
+
+    def describe_success(self, names=None) -> str:
+        return self.success.describe(names or tuple(f"x{i}" for i in range(len(self.goal))))
 
 
 PI = float(np.pi)
 
 TASKS: dict[str, Task] = {}
+
+
+_ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
+
+
+def _mujoco(xml: str, frame_skip: int):
+    def make():
+        from recede.models.mujoco import MujocoDynamics
+
+        d = MujocoDynamics(os.path.join(_ASSETS, xml), frame_skip=frame_skip)
+        d.angle_dims = (1,)
+        return d
+    return make
 
 
 def register_task(task: Task) -> Task:
@@ -174,4 +205,19 @@ register_task(Task(
     success=HoldCriterion((0, 1), (0.0, 0.0), (0.1, 0.1), (False, False), 1.0),
     horizon=30,
     planner_defaults={"cem": {"samples": 200, "iterations": 5}, "random": {"samples": 1000}},
+))
+
+register_task(Task(
+    name="cartpole-swingup-mj",
+    description="cartpole-swingup on MuJoCo physics (our MJCF twin of the analytic cart-pole).",
+    make_dynamics=_mujoco("cartpole.xml", frame_skip=2),
+    goal=(0.0, 0.0, 0.0, 0.0),
+    cost_weights=((1.0, 2.0, 0.05, 0.05), (0.001,), (1.0, 2.0, 0.05, 0.05)),
+    initial_state=(0.0, PI, 0.0, 0.0),
+    initial_spread=(0.05, 0.05, 0.05, 0.05),
+    episode_steps=160,
+    success=HoldCriterion((0, 1), (0.0, 0.0), (0.5, 0.2), (False, True), 2.0),
+    horizon=40,
+    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
+    asset=os.path.join(_ASSETS, "cartpole.xml"),
 ))
