@@ -129,7 +129,7 @@ def test_tasks_lists_every_task(capsys):
         task = get_task(name)
         d = task.dynamics()
         assert name in out and task.gym_id in out and task.description in out
-        assert task.success.describe(d.state_names) in out
+        assert task.describe_success(d.state_names) in out
     assert "episode: " in out and "horizon" in out
 
 

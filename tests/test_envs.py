@@ -7,15 +7,17 @@ from gymnasium.utils.env_checker import check_env
 
 import recede
 from recede import MPC, QuadraticCost, get_task, list_tasks, make_planner, run_closed_loop
-from recede.envs import HoldCriterion
+from recede.envs import GYM_TASKS, TASKS as OUR_TASKS, HoldCriterion
 from recede.errors import UnknownNameError
 
-TASKS = list_tasks()
+TASKS = sorted(OUR_TASKS)  # ours: analytic and MuJoCo (the Gymnasium robots: tests/envs)
+ANALYTIC = [name for name in TASKS if OUR_TASKS[name].asset is None]
 
 
 def test_every_task_is_listed_and_registered_with_gymnasium():
-    assert TASKS == ["acrobot-swingup", "cartpole-swingup", "double-integrator",
-                     "pendulum-swingup", "unicycle-parking"]
+    assert TASKS == ["acrobot-swingup", "cartpole-swingup", "cartpole-swingup-mj",
+                     "double-integrator", "pendulum-swingup", "unicycle-parking"]
+    assert list_tasks() == TASKS + list(GYM_TASKS)
     for name in TASKS:
         env = gymnasium.make(f"recede/{name}-v0")
         assert env.spec.max_episode_steps == get_task(name).episode_steps
@@ -67,10 +69,11 @@ def test_hold_criterion_on_constructed_episodes():
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(UnknownNameError) as e:
         get_task("cartpole")
-    assert str(e.value) == f"unknown task 'cartpole'; known tasks: {', '.join(TASKS)}"
+    assert str(e.value) == (f"unknown task 'cartpole'; known tasks: {', '.join(list_tasks())} "
+                            f"(or their Gymnasium ids)")
 
 
-@pytest.mark.parametrize("name", TASKS)
+@pytest.mark.parametrize("name", ANALYTIC)
 def test_fused_rollout_cost_equals_rollout_then_cost(name):
     task = get_task(name)
     problem = task.problem(horizon=17)
@@ -87,6 +90,16 @@ def test_fused_rollout_cost_equals_rollout_then_cost(name):
                          angle_dims=dyn.angle_dims)
     np.testing.assert_allclose(dyn.rollout_cost(x0, U, full), full(dyn.rollout(x0, U), U),
                                rtol=1e-13)
+
+
+@pytest.mark.heavy
+def test_cem_mpc_swings_up_the_mujoco_cartpole():
+    """cartpole-swingup-mj: CEM-MPC on true MuJoCo physics (seed 0; the CLI reports 0..2)."""
+    task = get_task("cartpole-swingup-mj")
+    planner = make_planner("cem", task.problem(), **task.planner_defaults["cem"])
+    log = run_closed_loop(task.make_env(), MPC(planner, rng=0), seed=0)
+    assert log.steps == task.episode_steps
+    assert log.success, f"final state {log.states[-1]}"
 
 
 @pytest.mark.heavy

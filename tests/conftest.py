@@ -1,0 +1,19 @@
+"""Run every test from a scratch directory: MuJoCo writes MUJOCO_LOG.TXT into the working
+directory when it warns (deprecated XML attributes, unstable simulations), and tests must leave
+nothing in the user's directory."""
+
+import os
+
+import pytest
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _scratch_cwd(tmp_path_factory):
+    home = os.getcwd()
+    had_log = os.path.exists(os.path.join(home, "MUJOCO_LOG.TXT"))
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(home)
+    assert had_log or not os.path.exists(os.path.join(home, "MUJOCO_LOG.TXT"))
