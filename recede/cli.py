@@ -393,11 +393,16 @@ def _route_mujoco_warnings():
     letting MuJoCo append them to MUJOCO_LOG.TXT in the user's directory. Returns the undo."""
     import mujoco
 
+    import re
+
     seen: dict[str, int] = {}
     previous = mujoco.get_mju_user_warning()
 
     def record(message: str) -> None:  # may run on MuJoCo's rollout threads
+        # one line per kind: drop the time stamp and the index of the offending DOF
         key = " ".join(str(message).split())
+        key = re.sub(r"\s*Time = [-+0-9.eE]+\.?", "", key)
+        key = re.sub(r"\b(DOF|dof) \d+", r"\1 #", key)
         seen[key] = seen.get(key, 0) + 1
 
     mujoco.set_mju_user_warning(record)

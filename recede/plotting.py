@@ -51,6 +51,7 @@ def plot_run(
         show_states = nx + nu <= 12
     if not show_states:
         nx = nu = 0
+        state_names, action_names = [], []
     rows = nx + nu + 2
     fig = Figure(figsize=(8.0, 1.6 * rows + 0.8), layout="constrained")
     FigureCanvasAgg(fig)

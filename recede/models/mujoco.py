@@ -130,15 +130,22 @@ class MujocoDynamics:
     frame_skip: physics steps per
     control step. nthread: rollout threads (default: the cores available; 1 runs on the calling
     thread). action_low/high: default to the actuators' control ranges (+-inf when unlimited).
+    max_speed: when set, a sequence in which any ``|qvel|`` exceeds it counts as diverged (NaN
+    states from there, cost +inf). MuJoCo flags only accelerations above 1e10; a contact
+    instability can fling a body at thousands of m/s without that, and a planner on the true
+    model will find and use it (HalfCheetah-v5 did, see ``recede.envs.robots``).
     """
 
     def __init__(self, model, *, frame_skip: int = 1, nthread: int | None = None,
-                 action_low=None, action_high=None):
+                 action_low=None, action_high=None, max_speed: float | None = None):
         if isinstance(frame_skip, bool) or not isinstance(frame_skip, (int, np.integer)) or frame_skip < 1:
             raise InvalidArgumentError(f"frame_skip must be an integer >= 1, got {frame_skip!r}")
         nthread = default_threads() if nthread is None else nthread
         if isinstance(nthread, bool) or not isinstance(nthread, (int, np.integer)) or nthread < 1:
             raise InvalidArgumentError(f"nthread must be an integer >= 1, got {nthread!r}")
+        if max_speed is not None and not (isinstance(max_speed, (int, float)) and max_speed > 0):
+            raise InvalidArgumentError(f"max_speed must be a positive number or None, got {max_speed!r}")
+        self.max_speed = None if max_speed is None else float(max_speed)
         self.model = m = load_model(model)
         self.frame_skip = int(frame_skip)
         self.nthread = int(nthread)
@@ -199,7 +206,7 @@ class MujocoDynamics:
             raise InvalidArgumentError(f"task {t.name!r} has no MuJoCo model")
         d = t.dynamics(nthread=nthread) if hasattr(t, "sensors") else t.dynamics()
         if nthread is not None and d.nthread != nthread:
-            d = cls(d.model, frame_skip=d.frame_skip, nthread=nthread)
+            d = cls(d.model, frame_skip=d.frame_skip, nthread=nthread, max_speed=d.max_speed)
         return d
 
     # ------------------------------------------------------------- description
@@ -344,6 +351,11 @@ class MujocoDynamics:
         # divergence: the clock was reset, or the state is not finite
         bad_step = state[:, :, 0] != self._expected_clock(H * fs)
         bad = bad_step.any(axis=1)
+        if self.max_speed is not None:
+            v = X[:, 1:, self.nq:self.nq + self.nv]
+            with np.errstate(invalid="ignore"):
+                fast = np.abs(v).max(axis=2, initial=0.0) > self.max_speed  # (B, H)
+            X[:, 1:][fast] = np.nan  # the first too-fast state on counts as non-finite
         nonfinite = ~np.isfinite(X).all(axis=(1, 2))
         diverged = bad | nonfinite
         S = None
@@ -390,11 +402,6 @@ class MujocoDynamics:
         U = as_actions(U, self.nu, "U")
         x0 = broadcast_x0(as_state(x0, self.nx, "x0", batch=True), U.shape[0])
         X, S = self._run(x0, U, sensors)
-        return (X, S) if sensors else X
-
-    def rollout_trusted(self, x0: np.ndarray, U: np.ndarray, sensors: bool = False):
-        """``rollout`` without argument checks, for planners' hot path (the Problem checked)."""
-        X, S = self._run(broadcast_x0(x0, U.shape[0]), U, sensors)
         return (X, S) if sensors else X
 
     def step(self, X, U) -> np.ndarray:
@@ -487,7 +494,7 @@ class MujocoDynamics:
 
     def _linearize_fd(self, X, U, eps):
         H, n, nu = U.shape[0], self.ndx, self.nu
-        P = 2 * (n + nu)  # perturbed copies per knot: +-eps along each state and control direction
+        P = 2 * (n + nu) + 1  # per knot: +-eps along each state and control direction, nominal
         E = np.eye(n) * eps
         Xp = np.empty((H, P, self.nx))
         Up = np.repeat(U[:, None, :], P, axis=1)
@@ -495,11 +502,22 @@ class MujocoDynamics:
         Xp[:, n:2 * n] = self.integrate(X[:, None, :], -E[None])
         Xp[:, 2 * n:] = X[:, None, :]
         Up[:, 2 * n:2 * n + nu] += np.eye(nu) * eps
-        Up[:, 2 * n + nu:] -= np.eye(nu) * eps
+        Up[:, 2 * n + nu:2 * n + 2 * nu] -= np.eye(nu) * eps
         nxt = self._run(Xp.reshape(H * P, self.nx), Up.reshape(H * P, 1, nu), False)[0][:, 1]
         nxt = nxt.reshape(H, P, self.nx)
         A = self.diff(nxt[:, n:2 * n], nxt[:, :n]) / (2 * eps)  # (H, n [direction], n)
-        Bm = self.diff(nxt[:, 2 * n + nu:], nxt[:, 2 * n:2 * n + nu]) / (2 * eps)
+        # MuJoCo clamps limited controls to their range, so at a bound the difference is taken
+        # one-sided, inside the range (as mjd_transitionFD does)
+        f0 = nxt[:, -1:]
+        up = self.diff(f0, nxt[:, 2 * n:2 * n + nu]) / eps
+        down = self.diff(nxt[:, 2 * n + nu:2 * n + 2 * nu], f0) / eps
+        m = self.model
+        limited = m.actuator_ctrllimited.astype(bool) if nu else np.zeros(0, bool)
+        rng = m.actuator_ctrlrange.reshape(nu, 2) if nu else np.zeros((0, 2))
+        up_ok = ~limited | (U + eps <= rng[:, 1])      # (H, nu)
+        down_ok = ~limited | (U - eps >= rng[:, 0])
+        Bm = np.where((up_ok & down_ok)[..., None], 0.5 * (up + down),
+                      np.where(up_ok[..., None], up, np.where(down_ok[..., None], down, 0.0)))
         return np.ascontiguousarray(A.transpose(0, 2, 1)), np.ascontiguousarray(Bm.transpose(0, 2, 1))
 
     def close(self) -> None:

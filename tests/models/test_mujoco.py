@@ -285,6 +285,24 @@ def test_linearize_free_joint_and_methods_agree(free):
     np.testing.assert_allclose(B1, B2, atol=1e-5 * np.abs(B1).max())
 
 
+def test_linearize_at_control_bounds_is_one_sided(free):
+    """MuJoCo clamps limited controls, so a central difference at a bound would halve B; both
+    methods difference inside the range there and agree with each other."""
+    rng = np.random.default_rng(10)
+    x0 = random_state(free, rng)
+    U = np.array([[2.0, -1.0], [-2.0, 1.0], [0.3, -0.2]])  # bounds: [-2, 2] and [-1, 1]
+    X = free.rollout(x0, U[None])[0]
+    A1, B1 = free.linearize(X, U, method="transition")
+    A2, B2 = free.linearize(X, U, method="fd")
+    np.testing.assert_allclose(B1, B2, atol=1e-6 * np.abs(B1).max())
+    # the one-sided derivative at the bound equals the central one just inside it
+    inside = U.copy()
+    inside[0, 0] = 2.0 - 1e-3
+    Xi = free.rollout(x0, inside[None])[0]
+    _, Bi = free.linearize(Xi, inside, method="fd")
+    np.testing.assert_allclose(B2[0, :, 0], Bi[0, :, 0], atol=1e-3 * np.abs(Bi[0, :, 0]).max())
+
+
 # ----------------------------------------------------------------- planners on MuJoCo
 
 
@@ -335,3 +353,56 @@ def test_wrong_sizes_name_the_value(free):
         free.linearize(np.zeros((3, 23)), np.zeros((3, 2)))
     with pytest.raises(InvalidArgumentError, match="unknown sensor"):
         free.sensor(np.zeros((1, free.nsensordata)), "nope")
+
+
+class _SensorCost:
+    """Sum of the first sensor reading after every step (a residual-style cost)."""
+
+    needs_sensors = True
+
+    def __call__(self, X, U, S):
+        return S[:, 1:, 0].sum(axis=1)
+
+
+def test_problem_passes_sensor_data_to_costs_that_ask(free):
+    rng = np.random.default_rng(11)
+    x0 = random_state(free, rng)
+    U = rng.uniform(-1, 1, (4, 6, free.nu))
+    problem = Problem(free, _SensorCost(), 6)
+    X, S = free.rollout(x0, U, sensors=True)
+    np.testing.assert_array_equal(problem.evaluate(x0, U), S[:, 1:, 0].sum(axis=1))
+    costs, states = problem.evaluate(x0, U, return_states=True)
+    np.testing.assert_array_equal(states, X)
+    with pytest.raises(InvalidArgumentError, match="reads sensor data"):
+        Problem(MujocoDynamics(BLOWUP_XML), _SensorCost(), 5)
+
+
+def test_cli_routes_mujoco_warnings_to_stderr_not_a_log_file(capsys, tmp_path, monkeypatch):
+    from recede.cli import _route_mujoco_warnings
+
+    monkeypatch.chdir(tmp_path)
+    restore = _route_mujoco_warnings()
+    try:
+        dyn = MujocoDynamics(BLOWUP_XML, nthread=2)
+        dyn.rollout(np.zeros(2), np.ones((6, 4, 1)))
+    finally:
+        restore()
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if "mujoco warning" in line]
+    assert len(lines) == 1 and "unstable" in lines[0] and "DOF #" in lines[0]
+    assert "times)" in lines[0]
+    assert not (tmp_path / "MUJOCO_LOG.TXT").exists()
+
+
+def test_max_speed_marks_runaway_sequences_diverged():
+    xml = """<mujoco><option timestep="0.01"/><worldbody><body><joint name="j" type="slide" axis="1 0 0"/>
+    <geom size=".1" mass="1"/></body></worldbody><actuator><motor joint="j" ctrlrange="-100 100"/></actuator></mujoco>"""
+    dyn = MujocoDynamics(xml, max_speed=5.0, nthread=1)
+    U = np.zeros((2, 10, 1))
+    U[1] = 100.0  # +1 m/s per step (semi-implicit Euler: v_t = t exactly)
+    X = dyn.rollout(np.zeros(2), U)
+    np.testing.assert_array_equal(dyn.last_diverged, [False, True])
+    assert np.isfinite(X[1, :6]).all() and np.isnan(X[1, 6:]).all()  # |v| = 6 > 5 at state 6
+    assert np.isinf(Problem(dyn, QuadraticCost([1.0, 1.0], [0.0]), 10).evaluate(np.zeros(2), U)[1])
+    with pytest.raises(InvalidArgumentError, match="max_speed"):
+        MujocoDynamics(xml, max_speed=-1.0)
