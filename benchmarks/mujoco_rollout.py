@@ -10,8 +10,6 @@ frame_skip 5 = 150,000 physics steps per batch), medians of repeated timings:
 2. The same for ``MujocoDynamics.rollout`` alone (states only, no cost).
 3. A plain Python ``mj_step`` loop over the same batch on one MjData / recede's batch: the
    speed-up from the thread pool and from leaving Python.
-4. One CEM plan (300 samples, 5 iterations, horizon 30): time per iteration / the bare rollout
-   of 300 sequences.
 
 Usage: python benchmarks/mujoco_rollout.py [--repeats 9] [--threads N]
 """
@@ -26,7 +24,6 @@ import mujoco
 import numpy as np
 from mujoco import rollout as mj_rollout
 
-from recede import CEM, CEMConfig
 from recede.envs import get_task
 from recede.models.mujoco import MujocoDynamics, default_threads
 
@@ -108,23 +105,6 @@ def main() -> None:
     print(f"3. Python mj_step loop {np.median(loops) * 1e3:8.1f} ms  recede {np.median(ours) * 1e3:8.1f} ms"
           f"  speed-up {np.median(loops) / np.median(ours):.2f}x")
 
-    planner = CEM(problem, CEMConfig(samples=300, iterations=5))
-    planner.plan(x0, rng=0)
-    plans = [timed(lambda: planner.plan(x0, rng=1)) for _ in range(max(3, args.repeats // 3))]
-    U300, init300 = U[:300], init[:300]
-    ctrl300 = np.ascontiguousarray(ctrl[:300])
-    st300, se300 = state[:300], sens[:300]
-
-    def bare300():
-        pool.rollout(models[:300], datas, init300, ctrl300, skip_checks=True, nstep=H * fs,
-                     initial_warmstart=None, state=st300, sensordata=se300, chunk_size=None,
-                     control_spec=mujoco.mjtState.mjSTATE_CTRL.value)
-
-    b300 = [timed(bare300) for _ in range(max(3, args.repeats // 3))]
-    per_iter = np.median(plans) / 5
-    print(f"4. CEM 300x5 plan {np.median(plans) * 1e3:8.1f} ms = {per_iter * 1e3:.1f} ms/iteration; "
-          f"bare rollout of 300 {np.median(b300) * 1e3:.1f} ms; ratio {per_iter / np.median(b300):.3f}")
-    del U300
     pool.close()
     env.close()
 

@@ -147,7 +147,7 @@ def test_help_exits_zero(capsys):
     assert code == 0 and "--planner" in out
 
 
-KNOWN_TASKS = ", ".join(sorted(list_tasks()))
+KNOWN_TASKS = ", ".join(list_tasks()) + " (or their Gymnasium ids)"
 KNOWN_PLANNERS = ", ".join(sorted(PLANNERS))
 RUN = ["run", "double-integrator", "--planner"]
 
