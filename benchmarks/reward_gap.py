@@ -14,41 +14,16 @@ from __future__ import annotations
 
 import argparse
 
-import mujoco
 import numpy as np
 
 from recede.envs import get_task
-
-FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
-
+from recede.envs.robots import lockstep_replay
 
 def replay(task, seed: int, steps: int):
-    env = task.make_env()
-    base = env.unwrapped
-    dyn = task.dynamics(env)
-    cost = task.cost(dyn, env)
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    d = mujoco.MjData(dyn.model)
-    x0 = task.state_of(env)
-    X, U, S, R, contact = [x0], [], [dyn.sensors(x0)], [], []
-    full = np.empty(mujoco.mj_stateSize(base.model, FULL))
-    for _ in range(steps):
-        u = env.action_space.sample().astype(np.float64)
-        mujoco.mj_getState(base.model, base.data, full, FULL)
-        mujoco.mj_setState(dyn.model, d, full, FULL)
-        d.qacc_warmstart[:] = base.data.qacc_warmstart
-        d.ctrl[:] = u
-        for _ in range(dyn.frame_skip):
-            mujoco.mj_step(dyn.model, d)
-        _, r, term, trunc, info = env.step(u)
-        X.append(task.state_of(env)), U.append(u), S.append(d.sensordata.copy()), R.append(r)
-        contact.append(-info.get("reward_contact", 0.0))
-        if term or trunc:
-            break
-    env.close()
-    r, _ = cost.rewards(np.array(X)[None], np.array(U)[None], np.array(S)[None])
-    return r[0], np.array(R), np.array(contact)
+    rep = lockstep_replay(task, seed, steps)
+    r, _ = rep.cost.rewards(rep.X[None], rep.U[None], rep.S[None])
+    contact = np.array([-info.get("reward_contact", 0.0) for info in rep.infos])
+    return r[0], rep.rewards, contact
 
 
 def main() -> None:

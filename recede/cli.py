@@ -250,8 +250,6 @@ def _cmd_run(args) -> int:
             total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
         ) as bar:
-            if video_out:
-                env.reset(seed=args.seed)
             log = run_closed_loop(env, controller, steps=steps, seed=args.seed,
                                   on_step=lambda t: on_step(t, bar), state_fn=task.state_of)
         if log.success is None:

@@ -79,7 +79,9 @@ def default_state(env) -> np.ndarray:
         return np.asarray(base.state, dtype=np.float64)
     data = getattr(base, "data", None)
     if data is not None and hasattr(data, "qpos"):
-        return np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float64)
+        from recede.models.mujoco import state_of
+
+        return state_of(data)
     raise AttributeError(f"cannot read a model state from {type(base).__name__}; pass state_fn")
 
 

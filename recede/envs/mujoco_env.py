@@ -11,6 +11,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.spaces import Box
 
 from recede.errors import InvalidArgumentError
+from recede.models.mujoco import state_of
 
 
 class MujocoTaskEnv(MujocoEnv):
@@ -43,8 +44,7 @@ class MujocoTaskEnv(MujocoEnv):
 
     @property
     def state(self) -> np.ndarray:
-        d = self.data
-        return np.concatenate([d.qpos, d.qvel, d.act]).astype(np.float64)
+        return state_of(self.data)
 
     def reset(self, *, seed=None, options=None):
         """As ``MujocoEnv.reset``; ``options={"state": x}`` starts from the model state ``x``."""

@@ -39,6 +39,7 @@ never changes which plan wins.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -163,41 +164,35 @@ def _planar_walker(env, dyn, *, hopper: bool):
     return RewardCost(reward, terminated, name="Hopper-v5" if hopper else "Walker2d-v5")
 
 
-def _ant(env, dyn):
+def _forward_from_sensor(env, dyn, sensor: str, name: str, closed: bool):
+    """Ant and Humanoid: forward velocity of sensor ``sensor``'s x + healthy reward - control
+    cost, terminating when unhealthy (height of the root in ``healthy_z_range``, ``closed``:
+    bounds included, and for Ant a finite state)."""
     wf, wc, dt = env._forward_reward_weight, env._ctrl_cost_weight, env.dt
     hr, (zlo, zhi) = env._healthy_reward, env._healthy_z_range
     when_unhealthy = env._terminate_when_unhealthy
     n = dyn.nq + dyn.nv
 
     def healthy(Y):
-        return np.isfinite(Y[..., :n]).all(axis=-1) & _between(Y[..., 2], zlo, zhi, closed=True)
+        ok = _between(Y[..., 2], zlo, zhi, closed=closed)
+        return ok & np.isfinite(Y[..., :n]).all(axis=-1) if closed else ok
 
     def reward(X, U, S):
-        p = dyn.sensor(S, "torso_pos")[..., 0]
+        p = dyn.sensor(S, sensor)[..., 0]
         return wf * (p[:, 1:] - p[:, :-1]) / dt + hr * healthy(X[:, 1:]) - _ctrl(U, wc)
 
     def terminated(X, S):
         return ~healthy(X[:, 1:]) if when_unhealthy else np.zeros(X[:, 1:, 0].shape, bool)
 
-    return RewardCost(reward, terminated, needs_sensors=True, name="Ant-v5")
+    return RewardCost(reward, terminated, needs_sensors=True, name=name)
+
+
+def _ant(env, dyn):
+    return _forward_from_sensor(env, dyn, "torso_pos", "Ant-v5", closed=True)
 
 
 def _humanoid(env, dyn):
-    wf, wc, dt = env._forward_reward_weight, env._ctrl_cost_weight, env.dt
-    hr, (zlo, zhi) = env._healthy_reward, env._healthy_z_range
-    when_unhealthy = env._terminate_when_unhealthy
-
-    def healthy(Y):
-        return _between(Y[..., 2], zlo, zhi)
-
-    def reward(X, U, S):
-        p = dyn.sensor(S, "com_pos")[..., 0]
-        return wf * (p[:, 1:] - p[:, :-1]) / dt + hr * healthy(X[:, 1:]) - _ctrl(U, wc)
-
-    def terminated(X, S):
-        return ~healthy(X[:, 1:]) if when_unhealthy else np.zeros(X[:, 1:, 0].shape, bool)
-
-    return RewardCost(reward, terminated, needs_sensors=True, name="Humanoid-v5")
+    return _forward_from_sensor(env, dyn, "com_pos", "Humanoid-v5", closed=False)
 
 
 # ----------------------------------------------------------------- tasks
@@ -233,19 +228,28 @@ class GymTask:
 
         return gym.make(self.gym_id, render_mode=render_mode, **kwargs)
 
+    @contextlib.contextmanager
+    def _env(self, env):
+        """``env`` as given, or a fresh one that is closed afterwards."""
+        if env is not None:
+            yield env
+            return
+        env = self.make_env()
+        try:
+            yield env
+        finally:
+            env.close()
+
     def dynamics(self, env=None, *, nthread: int | None = None):
         """The planning model: the env's own model (plus this task's sensors) and frame_skip."""
         import mujoco
 
         from recede.models.mujoco import MujocoDynamics
 
-        own = env is None
-        env = self.make_env() if own else env
-        base = env.unwrapped
-        try:
-            if not self.sensors:
-                model = base.model
-            else:
+        with self._env(env) as env:
+            base = env.unwrapped
+            model = base.model
+            if self.sensors:
                 spec = mujoco.MjSpec.from_file(base.fullpath)
                 for name, stype, otype, oname in self.sensors:
                     spec.add_sensor(name=name, type=getattr(mujoco.mjtSensor, stype),
@@ -253,35 +257,23 @@ class GymTask:
                 model = spec.compile()
             return MujocoDynamics(model, frame_skip=base.frame_skip, nthread=nthread,
                                   max_speed=self.max_speed)
-        finally:
-            if own:
-                env.close()
 
     def cost(self, dynamics, env=None) -> RewardCost:
-        own = env is None
-        env = self.make_env() if own else env
-        try:
+        with self._env(env) as env:
             return self.make_cost(env.unwrapped, dynamics)
-        finally:
-            if own:
-                env.close()
 
     def problem(self, horizon: int | None = None, dynamics=None, env=None):
         from recede.problem import Problem
 
-        own = env is None
-        env = self.make_env() if own else env
-        try:
+        with self._env(env) as env:
             d = dynamics or self.dynamics(env)
             return Problem(d, self.cost(d, env), self.horizon if horizon is None else horizon)
-        finally:
-            if own:
-                env.close()
 
     @staticmethod
     def state_of(env) -> np.ndarray:
-        d = env.unwrapped.data
-        return np.concatenate([d.qpos, d.qvel, d.act]).astype(np.float64)
+        from recede.models.mujoco import state_of
+
+        return state_of(env.unwrapped.data)
 
     def judge(self, env, terminated: bool, steps: int) -> bool | None:
         """The success metric after an episode (``None``: judged by its return)."""
@@ -359,3 +351,57 @@ _register(GymTask(
     planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
 ))
 
+
+
+@dataclass(frozen=True)
+class Replay:
+    """One random-action episode of a robot's env with the planning model stepped alongside.
+
+    X: (T+1, nx) env states; U: (T, nu) actions; S: (T+1, nsensordata) the planning model's
+    sensors (of x0, then after each step); rewards, terminated: (T,) from the env; infos: the
+    env's ``info`` per step; model_states: (T, nx) the planning model's state after each step.
+    """
+
+    dynamics: Any
+    cost: RewardCost
+    X: np.ndarray
+    U: np.ndarray
+    S: np.ndarray
+    rewards: np.ndarray
+    terminated: np.ndarray
+    infos: tuple
+    model_states: np.ndarray
+
+
+def lockstep_replay(task: GymTask, seed: int, steps: int) -> Replay:
+    """Drive ``task``'s env with its action space's random samples (seeded) for up to ``steps``
+    steps, stepping the planning model from the env's exact MuJoCo data (warm start included)
+    before each env step, so the two can be compared step by step (tests, benchmarks)."""
+    import mujoco
+
+    full_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
+    env = task.make_env()
+    base = env.unwrapped
+    dyn = task.dynamics(env)
+    cost = task.cost(dyn, env)
+    env.reset(seed=seed)
+    env.action_space.seed(seed)
+    d = mujoco.MjData(dyn.model)
+    full = np.empty(mujoco.mj_stateSize(base.model, full_spec))
+    x0 = task.state_of(env)
+    X, U, S, R, T, infos, ours = [x0], [], [dyn.sensors(x0)], [], [], [], []
+    for _ in range(steps):
+        u = env.action_space.sample().astype(np.float64)
+        mujoco.mj_getState(base.model, base.data, full, full_spec)
+        mujoco.mj_setState(dyn.model, d, full, full_spec)
+        d.qacc_warmstart[:] = base.data.qacc_warmstart
+        d.ctrl[:] = u
+        mujoco.mj_step(dyn.model, d, nstep=dyn.frame_skip)
+        _, r, term, trunc, info = env.step(u)
+        X.append(task.state_of(env)), U.append(u), S.append(d.sensordata.copy())
+        R.append(r), T.append(term), infos.append(info), ours.append(dyn.state_of(d))
+        if term or trunc:
+            break
+    env.close()
+    return Replay(dyn, cost, np.array(X), np.array(U), np.array(S), np.array(R, dtype=np.float64),
+                  np.array(T), tuple(infos), np.array(ours))

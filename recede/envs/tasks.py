@@ -7,6 +7,7 @@ it acts in.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -207,17 +208,11 @@ register_task(Task(
     planner_defaults={"cem": {"samples": 200, "iterations": 5}, "random": {"samples": 1000}},
 ))
 
-register_task(Task(
+register_task(dataclasses.replace(
+    TASKS["cartpole-swingup"],
     name="cartpole-swingup-mj",
     description="cartpole-swingup on MuJoCo physics (our MJCF twin of the analytic cart-pole).",
     make_dynamics=_mujoco("cartpole.xml", frame_skip=2),
-    goal=(0.0, 0.0, 0.0, 0.0),
-    cost_weights=((1.0, 2.0, 0.05, 0.05), (0.001,), (1.0, 2.0, 0.05, 0.05)),
-    initial_state=(0.0, PI, 0.0, 0.0),
-    initial_spread=(0.05, 0.05, 0.05, 0.05),
-    episode_steps=160,
-    success=HoldCriterion((0, 1), (0.0, 0.0), (0.5, 0.2), (False, True), 2.0),
-    horizon=40,
     planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
     asset=os.path.join(_ASSETS, "cartpole.xml"),
 ))

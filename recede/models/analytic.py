@@ -71,7 +71,7 @@ import numpy as np
 from recede._numerics import sincos
 from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal
 from recede.errors import InvalidArgumentError
-from recede.models.base import as_actions, as_state, broadcast_x0, check_finite
+from recede.models.base import as_actions, as_state, as_trajectory, broadcast_x0, check_finite
 
 __all__ = [
     "PENDULUM",
@@ -622,18 +622,8 @@ class AnalyticSystem:
 
     def linearize(self, X, U) -> tuple[np.ndarray, np.ndarray]:
         """X: (H+1, nx), U: (H, nu) -> A: (H, nx, nx) = df/dx, B: (H, nx, nu) = df/du at X[:H]."""
-        U = np.ascontiguousarray(U, dtype=np.float64)
-        if U.ndim != 2 or U.shape[1] != self.nu or U.shape[0] < 1:
-            raise InvalidArgumentError(f"U must have shape (H, {self.nu}), got {U.shape}")
+        X, U = as_trajectory(X, U, self.nx, self.nu)
         H = U.shape[0]
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        if X.shape != (H + 1, self.nx):
-            raise InvalidArgumentError(
-                f"X must have shape ({H + 1}, {self.nx}) to match U of shape {U.shape}, "
-                f"got {X.shape}"
-            )
-        check_finite("X", X)
-        check_finite("U", U)
         A = np.empty((H, self.nx, self.nx))
         B = np.empty((H, self.nx, self.nu))
         linearize_kernel(*self.kernel_args, X, U, A, B)

@@ -91,6 +91,20 @@ def as_sequence(u, nu: int, horizon: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def as_trajectory(X, U, nx: int, nu: int) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one trajectory, states ``X: (H+1, nx)`` and actions ``U: (H, nu)``."""
+    U = np.ascontiguousarray(U, dtype=np.float64)
+    if U.ndim != 2 or U.shape[1] != nu or U.shape[0] < 1:
+        raise InvalidArgumentError(f"U must have shape (H, {nu}), got {U.shape}")
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    if X.shape != (U.shape[0] + 1, nx):
+        raise InvalidArgumentError(
+            f"X must have shape ({U.shape[0] + 1}, {nx}) to match U of shape {U.shape}, got {X.shape}")
+    check_finite("X", X)
+    check_finite("U", U)
+    return X, U
+
+
 def broadcast_x0(x0: np.ndarray, batch: int, name: str = "x0") -> np.ndarray:
     """Tile a single state to ``(B, nx)``, or check that a batch of states matches ``B``."""
     if x0.ndim == 1:

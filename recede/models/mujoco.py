@@ -43,7 +43,7 @@ import numpy as np
 from mujoco import rollout as _mj_rollout
 
 from recede.errors import InvalidArgumentError
-from recede.models.base import as_actions, as_state, broadcast_x0, check_finite
+from recede.models.base import as_actions, as_state, as_trajectory, broadcast_x0, check_finite
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 _T0 = 1.0  # rollouts start here, so MuJoCo's reset-to-zero is always visible in the time column
@@ -81,6 +81,11 @@ def load_model(model) -> mujoco.MjModel:
     raise InvalidArgumentError(
         f"model must be an MjModel, an MjSpec, an XML string or a path, got {type(model).__name__}"
     )
+
+
+def state_of(data) -> np.ndarray:
+    """The model state ``[qpos, qvel, act]`` of an ``MjData``, as float64."""
+    return np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float64)
 
 
 # ----------------------------------------------------------------- quaternion maps (vectorised)
@@ -267,9 +272,10 @@ class MujocoDynamics:
 
     # ------------------------------------------------------------- state
 
-    def state_of(self, data) -> np.ndarray:
+    @staticmethod
+    def state_of(data) -> np.ndarray:
         """The model state ``(nx,)`` of an ``MjData`` (e.g. a Gymnasium env's ``data``)."""
-        return np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float64)
+        return state_of(data)
 
     def full_state(self, X: np.ndarray) -> np.ndarray:
         """States ``(..., nx)`` -> MuJoCo full physics states ``(..., nstate)`` at time ``_T0``."""
@@ -382,18 +388,16 @@ class MujocoDynamics:
         if self.nsensordata == 0:
             return out
         d = self._forward_data
+        # planners pass one x0 broadcast to the batch: evaluate each distinct state once
+        rows = [0] if (x0s == x0s[0]).all() else range(x0s.shape[0])
         with self._lock:
-            first = None
-            for b in range(x0s.shape[0]):
-                if b and first is not None and np.array_equal(x0s[b], x0s[0]):
-                    out[b] = first
-                    continue
+            for b in rows:
                 mujoco.mj_setState(self.model, d, self.full_state(x0s[b]), _FULL)
                 d.ctrl[:] = 0.0
                 mujoco.mj_forward(self.model, d)
                 out[b] = d.sensordata
-                if b == 0:
-                    first = out[0].copy()
+        if len(rows) == 1:
+            out[1:] = out[0]
         return out
 
     def rollout(self, x0, U, *, sensors: bool = False):
@@ -436,16 +440,8 @@ class MujocoDynamics:
         method: ``"auto"`` (``mjd_transitionFD`` unless the integrator is RK4), ``"transition"``
         or ``"fd"`` (central differences through a batched rollout).
         """
-        U = np.ascontiguousarray(U, dtype=np.float64)
-        if U.ndim != 2 or U.shape[1] != self.nu or U.shape[0] < 1:
-            raise InvalidArgumentError(f"U must have shape (H, {self.nu}), got {U.shape}")
+        X, U = as_trajectory(X, U, self.nx, self.nu)
         H = U.shape[0]
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        if X.shape != (H + 1, self.nx):
-            raise InvalidArgumentError(
-                f"X must have shape ({H + 1}, {self.nx}) to match U of shape {U.shape}, got {X.shape}")
-        check_finite("X", X)
-        check_finite("U", U)
         if not (isinstance(eps, (int, float)) and eps > 0):
             raise InvalidArgumentError(f"eps must be a positive number, got {eps!r}")
         if method not in ("auto", "transition", "fd"):

@@ -3,49 +3,21 @@ env's reward (exactly where the issue asks; Ant and Humanoid differ by the conta
 
 import json
 
-import mujoco
 import numpy as np
 import pytest
 
 from recede import Problem
 from recede.cli import main
 from recede.envs import GYM_TASKS, get_task, list_tasks
-from recede.envs.robots import RewardCost
-
-FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS
-
+from recede.envs.robots import RewardCost, lockstep_replay
 
 def replay(task, seed, steps):
-    """Random actions in the env, with a lockstep mj_step reference on the planning model (from
-    the env's exact data, warm start included). Returns the trajectory, the planning model's
-    sensors after every step, the env's rewards, terminations and infos."""
-    env = task.make_env()
-    base = env.unwrapped
-    dyn = task.dynamics(env)
-    cost = task.cost(dyn, env)
-    env.reset(seed=seed)
-    env.action_space.seed(seed)
-    d = mujoco.MjData(dyn.model)
-    X, U, S, R, T, infos = [task.state_of(env)], [], [dyn.sensors(task.state_of(env))], [], [], []
-    full = np.empty(mujoco.mj_stateSize(base.model, FULL))
-    for _ in range(steps):
-        u = env.action_space.sample().astype(np.float64)
-        mujoco.mj_getState(base.model, base.data, full, FULL)
-        mujoco.mj_setState(dyn.model, d, full, FULL)
-        d.qacc_warmstart[:] = base.data.qacc_warmstart
-        d.ctrl[:] = u
-        for _ in range(dyn.frame_skip):
-            mujoco.mj_step(dyn.model, d)
-        _, r, term, trunc, info = env.step(u)
-        x = task.state_of(env)
-        # the planning model's physics is the env's, to the last bit
-        np.testing.assert_array_equal(x, np.concatenate([d.qpos, d.qvel, d.act]))
-        X.append(x), U.append(u), S.append(d.sensordata.copy()), R.append(r), T.append(term)
-        infos.append(info)
-        if term or trunc:
-            break
-    env.close()
-    return dyn, cost, np.array(X)[None], np.array(U)[None], np.array(S)[None], np.array(R), np.array(T), infos
+    """``lockstep_replay``, checking on the way that the planning model's physics is the env's to
+    the last bit; returns what the tests below use, with a batch axis on X, U and S."""
+    rep = lockstep_replay(task, seed, steps)
+    np.testing.assert_array_equal(rep.model_states, rep.X[1:])
+    return (rep.dynamics, rep.cost, rep.X[None], rep.U[None], rep.S[None], rep.rewards,
+            rep.terminated, rep.infos)
 
 
 EXACT = ["InvertedPendulum-v5", "HalfCheetah-v5", "Hopper-v5", "Walker2d-v5"]
