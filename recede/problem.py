@@ -146,7 +146,9 @@ class Status(enum.Enum):
 
 @dataclass(frozen=True)
 class IterLog:
-    """One planner iteration. ``cost`` is the best cost so far (the plan's cost after it)."""
+    """One planner iteration. ``cost`` is the best sample cost so far (the plan's cost after
+    it, for planners that execute their best sample); ``std`` the mean sampling std after the
+    update (CEM, iCEM); ``ess`` the effective sample size of the path-integral weights (MPPI)."""
 
     iteration: int
     cost: float
@@ -154,6 +156,7 @@ class IterLog:
     sample_mean: float
     finite: int
     std: float = float("nan")
+    ess: float = float("nan")
 
 
 def _frozen(a):

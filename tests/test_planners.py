@@ -58,7 +58,7 @@ def test_random_shooting_keeps_the_best_sample():
     np.testing.assert_array_equal(plan.actions, planner._U[np.argmin(reference)])
 
 
-@pytest.mark.parametrize("name", ["cem", "random"])
+@pytest.mark.parametrize("name", ["cem", "random", "icem", "mppi"])
 def test_same_seed_same_plan_bit_for_bit(name):
     problem, _, _ = terminal_reach_problem()
     a = make_planner(name, problem, samples=64).plan(np.zeros(1), rng=42)
@@ -103,9 +103,11 @@ def test_nan_and_inf_costs_never_win_and_all_diverged_is_reported():
 @settings(max_examples=40, deadline=None)
 @given(
     low=st.floats(-5, 4), width=st.floats(0.0, 3.0), H=st.integers(1, 8), samples=st.integers(1, 40),
-    seed=st.integers(0, 2**32 - 1), warm_scale=st.floats(0, 20), planner=st.sampled_from(["cem", "random"]),
+    seed=st.integers(0, 2**32 - 1), warm_scale=st.floats(0, 20),
+    planner=st.sampled_from(["cem", "random", "icem", "mppi"]),
 )
 def test_actions_never_leave_the_bounds(low, width, H, samples, seed, warm_scale, planner):
+    samples = max(samples, 2) if planner == "icem" else samples
     high = low + width
     dyn = LinearDynamics([[1.0]], [[1.0]], action_low=[low], action_high=[high])
     problem = Problem(dyn, QuadraticCost(Q=[1.0], R=[0.1], x_goal=[7.0]), H)
@@ -184,5 +186,5 @@ def test_bad_problem_and_plan_inputs():
         planner.plan(np.zeros(1), warm_start=np.zeros((4, 1)))
     with pytest.raises(ValueError, match=r"rng must be None, an int seed or a numpy Generator"):
         planner.plan(np.zeros(1), rng="seed")
-    with pytest.raises(UnknownNameError, match=r"unknown planner 'ilqg'; known planners: cem, random"):
+    with pytest.raises(UnknownNameError, match=r"unknown planner 'ilqg'; known planners: cem, icem, mppi, random"):
         make_planner("ilqg", problem)

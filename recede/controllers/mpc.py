@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
+import math
 import time
 
 import numpy as np
 
+from recede.errors import InvalidArgumentError
 from recede.models.base import as_state
 from recede.planners.base import Planner, as_generator, check_positive_int, shift_actions
 from recede.problem import Plan
@@ -19,14 +22,31 @@ class MPC:
     replans it applies the stored plan, with feedback ``u = u_bar + k + K (x - x_bar)`` when the
     plan carries gains, clipped to the action bounds. ``rng`` (seed or Generator) drives every
     plan, so the same seed reproduces the same run.
+
+    ``time_budget`` (seconds): every replan gets the deadline "now + time_budget" and an anytime
+    planner returns what it has by then (``Status.DEADLINE``). With ``run_closed_loop(pace=True)``
+    and a budget below the model's ``dt`` the loop runs at a fixed control period. Before a
+    warm-started replan the controller tells the planner how many steps were applied
+    (``planner.advance(n)``, for planners that keep more than the plan between calls).
     """
 
-    def __init__(self, planner: Planner, *, replan_every: int = 1, warm_start: bool = True, rng=None):
+    def __init__(self, planner: Planner, *, replan_every: int = 1, warm_start: bool = True, rng=None,
+                 time_budget: float | None = None):
         check_positive_int("replan_every", replan_every)
+        if time_budget is not None:
+            if isinstance(time_budget, bool) or not isinstance(time_budget, (int, float)) \
+                    or not (0 < time_budget < math.inf):
+                raise InvalidArgumentError(
+                    f"time_budget must be a finite number of seconds > 0, got {time_budget!r}")
+            if "deadline" not in inspect.signature(planner.plan).parameters:
+                raise InvalidArgumentError(
+                    f"time_budget needs an anytime planner (plan(..., deadline=)); "
+                    f"{type(planner).__name__} is not one")
         self.planner = planner
         self.problem = planner.problem
         self.replan_every = int(replan_every)
         self.warm_start = bool(warm_start)
+        self.time_budget = None if time_budget is None else float(time_budget)
         self.reset(rng)
 
     def reset(self, rng=None) -> None:
@@ -41,11 +61,16 @@ class MPC:
         x = as_state(x, self.problem.nx, "x")
         H = self.problem.horizon
         if self.plan is None or self._since >= min(self.replan_every, H):
-            warm = None
+            t0 = time.perf_counter()
+            warm, options = None, {}
             if self.warm_start and self.plan is not None:
                 warm = shift_actions(self.plan.actions, self._since)
-            t0 = time.perf_counter()
-            self.plan = self.planner.plan(x, warm_start=warm, rng=self._rng)
+                advance = getattr(self.planner, "advance", None)
+                if advance is not None:
+                    advance(self._since)
+            if self.time_budget is not None:
+                options["deadline"] = t0 + self.time_budget
+            self.plan = self.planner.plan(x, warm_start=warm, rng=self._rng, **options)
             self.last_plan_time = time.perf_counter() - t0
             self._since = 0
         else:

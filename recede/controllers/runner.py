@@ -27,6 +27,13 @@ class RunLog:
     plan_times: np.ndarray
     success: bool | None
     terminated: bool
+    plan_samples: tuple = ()  # (T,) sequences evaluated by each step's plan, None where none ran
+    plan_status: tuple = ()  # (T,) each step's plan status value ("deadline", ...), None where none
+
+    @property
+    def deadline_hits(self) -> int:
+        """Plans stopped by their deadline (anytime planning)."""
+        return sum(s == "deadline" for s in self.plan_status)
 
     @property
     def steps(self) -> int:
@@ -108,12 +115,17 @@ def run_closed_loop(
     state_fn = state_fn or default_state
     env.reset(seed=seed)
     states, actions, rewards, times = [np.asarray(state_fn(env), dtype=np.float64).copy()], [], [], []
+    samples, statuses = [], []
     period = float(getattr(controller.problem.dynamics, "dt", 0.0)) if pace else 0.0
     success, terminated = None, False
     t, deadline = 0, time.perf_counter()
     while steps is None or t < steps:
         u = controller.act(states[-1])
         times.append(controller.last_plan_time)
+        plan = getattr(controller, "plan", None)
+        fresh = plan is not None and np.isfinite(controller.last_plan_time)
+        samples.append(plan.info.get("samples") if fresh else None)
+        statuses.append(plan.status.value if fresh else None)
         _, r, terminated, truncated, info = env.step(u)
         actions.append(u)
         rewards.append(float(r))
@@ -139,4 +151,6 @@ def run_closed_loop(
         plan_times=np.array(times, dtype=np.float64),
         success=None if success is None else bool(success),
         terminated=bool(terminated),
+        plan_samples=tuple(samples),
+        plan_status=tuple(statuses),
     )

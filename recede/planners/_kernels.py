@@ -133,3 +133,73 @@ def elite_refit(U, costs, n_elite, mean, std, smoothing, min_std):
             s = smoothing * std[t, j] + (1.0 - smoothing) * s
             std[t, j] = s if s > min_std[t, j] else min_std[t, j]
     return order[0]
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def _fill_normal(seed, out, start, zx, zratio):
+    B = out.shape[0]
+    m = out.size // B if B else 0
+    flat = out.reshape(B, m)
+    for b in numba.prange(start, B):
+        for i in range(m):
+            flat[b, i] = _normal(seed, b * m + i, zx, zratio)
+
+
+def fill_normal(seed, out, start=0):
+    """out[b] ~ N(0, 1) entry-wise for b >= start; out: C-contiguous (B, ...). Counter-based:
+    entry (b, i) is a pure function of (seed, b, i)."""
+    _fill_normal(seed, out, start, _ZIG_X, _ZIG_RATIO)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def mppi_weights(U, costs, mean, sigma_inv, temperature, control_cost, weights):
+    """Path-integral weights of the samples ``U: (B, H, nu)`` around ``mean: (H, nu)``.
+
+    S_b = costs_b + control_cost * temperature * sum_t mean_t' sigma_inv (U_bt - mean_t);
+    weights_b = exp(-(S_b - min S) / temperature) / sum (0 for a non-finite cost). Returns the
+    effective sample size 1 / sum w^2 (0 when every cost is non-finite).
+    """
+    B, H, nu = U.shape
+    S = np.empty(B)
+    lo = np.inf
+    gamma = control_cost * temperature
+    for b in range(B):
+        s = costs[b]
+        if gamma != 0.0 and np.isfinite(s):
+            acc = 0.0
+            for t in range(H):
+                for i in range(nu):
+                    r = 0.0
+                    for j in range(nu):
+                        r += sigma_inv[i, j] * (U[b, t, j] - mean[t, j])
+                    acc += mean[t, i] * r
+            s += gamma * acc
+        S[b] = s
+        if np.isfinite(s) and s < lo:
+            lo = s
+    if not np.isfinite(lo):
+        weights[:] = 0.0
+        return 0.0
+    total = 0.0
+    for b in range(B):
+        w = np.exp(-(S[b] - lo) / temperature) if np.isfinite(S[b]) else 0.0
+        weights[b] = w
+        total += w
+    sq = 0.0
+    for b in range(B):
+        weights[b] /= total
+        sq += weights[b] * weights[b]
+    return 1.0 / sq
+
+
+@numba.njit(cache=True, error_model="numpy")
+def weighted_mean(U, weights, out):
+    """out[t, j] = sum_b weights[b] U[b, t, j] (weights summing to one)."""
+    B, H, nu = U.shape
+    out[:] = 0.0
+    for b in range(B):
+        w = weights[b]
+        if w != 0.0:
+            for t in range(H):
+                for j in range(nu):
+                    out[t, j] += w * U[b, t, j]

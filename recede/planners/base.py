@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import time
 from typing import Protocol, runtime_checkable
 
 import numba
@@ -76,12 +77,17 @@ def check_fraction(name: str, value, *, low_open=True, high_open=False) -> None:
 
 
 class SamplingPlanner:
-    """The loop shared by random shooting and CEM: sample, evaluate, keep the best.
+    """The loop shared by the sampling planners: sample, evaluate, update, keep the best.
 
-    Row 0 of every batch is the nominal sequence: the warm start in the first iteration, the
-    best sequence found so far afterwards. The plan's cost therefore never increases across
-    iterations, and a plan is never worse than the warm start it was given. Non-finite costs
+    Row 0 of every batch is the nominal sequence (``center``): for random shooting, CEM and iCEM
+    the warm start in the first iteration and the best sequence found so far afterwards, so
+    their plan's cost never increases across iterations and a plan is never worse than the warm
+    start it was given; for MPPI the current mean, its own noise-free sample. Non-finite costs
     count as +inf. Every action lies inside the problem's bounds.
+
+    Anytime: ``plan(..., deadline=t)`` with ``t`` a ``time.perf_counter()`` instant stops before
+    an iteration that would end after ``t`` (judged by the last iteration's duration) and returns
+    the plan found so far with ``Status.DEADLINE``. The first iteration always runs.
     """
 
     def __init__(self, problem: Problem, config):
@@ -89,7 +95,6 @@ class SamplingPlanner:
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
         self.problem, self.config = problem, config
         H, nu = problem.horizon, problem.nu
-        self._U = np.empty((config.samples, H, nu))
         self._low = np.ascontiguousarray(problem.action_low)
         self._high = np.ascontiguousarray(problem.action_high)
         if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
@@ -99,13 +104,31 @@ class SamplingPlanner:
             )
         self._mid = 0.5 * (self._low + self._high)
         self._half = 0.5 * (self._high - self._low)
+        self._U = np.empty((max(self.population(i) for i in range(config.iterations)), H, nu))
 
-    # Subclasses: begin(nominal) -> None, sample(i, seed, U) fills U[1:], update(U, costs) -> std
-    def plan(self, x0, *, warm_start=None, rng=None) -> Plan:
+    # Subclasses: population(i) -> rows of iteration i; begin(nominal, warm) -> None;
+    # center(best) -> row 0; sample(i, seed, U) fills U[1:]; update(U, costs) -> std for the
+    # trace; result(x0, best, best_cost) -> (actions, cost, states or None).
+    @property
+    def samples_per_plan(self) -> int:
+        """Sequences evaluated by one plan that runs every iteration."""
+        return sum(self.population(i) for i in range(self.config.iterations))
+
+    def population(self, i: int) -> int:
+        return self.config.samples
+
+    def advance(self, n: int) -> None:
+        """The controller applied ``n`` actions of the last plan: shift what the planner keeps
+        between plans (iCEM's elites). The warm start itself is passed to :meth:`plan`."""
+
+    def plan(self, x0, *, warm_start=None, rng=None, deadline: float | None = None) -> Plan:
+        if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)):
+            raise InvalidArgumentError(
+                f"deadline must be a finite time.perf_counter() instant or None, got {deadline!r}")
         with kernel_threads(self.problem.dynamics):
-            return self._plan(x0, warm_start, rng)
+            return self._plan(x0, warm_start, rng, deadline)
 
-    def _plan(self, x0, warm_start, rng) -> Plan:
+    def _plan(self, x0, warm_start, rng, deadline) -> Plan:
         p = self.problem
         x0 = p.check_x0(x0)
         rng = as_generator(rng)
@@ -115,31 +138,52 @@ class SamplingPlanner:
         else:
             w = warm_start.actions if isinstance(warm_start, Plan) else warm_start
             nominal = np.clip(as_sequence(w, nu, H, "warm_start"), self._low, self._high)
-        self.begin(nominal)
-        U = self._U
-        best_cost, trace = math.inf, []
+        self.begin(nominal, warm_start is not None)
+        best, best_cost, trace = nominal, math.inf, []
+        status, last, evaluated = Status.MAX_ITERATIONS, 0.0, 0
         for i in range(self.config.iterations):
-            U[0] = nominal
+            started = time.perf_counter()
+            if i and deadline is not None and started + last > deadline:
+                status = Status.DEADLINE
+                break
+            U = self._U[: self.population(i)]
+            U[0] = self.center(best)
             self.sample(i, int(rng.integers(0, 2**63 - 1)), U)
             costs = p.costs(x0, U)
+            evaluated += U.shape[0]
             b = int(np.argmin(costs))
             if costs[b] < best_cost:
                 best_cost = float(costs[b])
-                nominal = U[b].copy()
+                best = U[b].copy()
             std = self.update(U, costs)
             finite = np.isfinite(costs)
             trace.append(IterLog(
                 iteration=i, cost=best_cost, sample_best=float(costs[b]),
                 sample_mean=float(costs[finite].mean()) if finite.any() else math.inf,
-                finite=int(finite.sum()), std=std,
+                finite=int(finite.sum()), std=std, ess=getattr(self, "last_ess", math.nan),
             ))
-        states = p.dynamics.rollout(x0, nominal[None])[0]
-        status = Status.MAX_ITERATIONS if math.isfinite(best_cost) else Status.DIVERGED
-        return Plan(actions=nominal, states=states, cost=best_cost, iterations=len(trace),
-                    status=status, trace=tuple(trace))
+            last = time.perf_counter() - started
+        actions, cost, states = self.result(x0, best, best_cost)
+        if states is None:
+            states = p.dynamics.rollout(x0, actions[None])[0]
+        if not math.isfinite(cost):
+            status = Status.DIVERGED
+        return Plan(actions=actions, states=states, cost=cost, iterations=len(trace),
+                    status=status, trace=tuple(trace), info={"samples": evaluated})
 
-    def begin(self, nominal: np.ndarray) -> None:
+    def begin(self, nominal: np.ndarray, warm: bool) -> None:
         pass
+
+    def center(self, best: np.ndarray) -> np.ndarray:
+        return best
 
     def update(self, U: np.ndarray, costs: np.ndarray) -> float:
         return float("nan")
+
+    def result(self, x0, best: np.ndarray, best_cost: float):
+        return best, best_cost, None
+
+    def _evaluate(self, x0, actions: np.ndarray):
+        """Cost and states of one sequence (for planners that execute a mean, not a sample)."""
+        cost, X = self.problem.evaluate(x0, actions[None], return_states=True)
+        return actions, float(cost[0]), X[0]

@@ -59,7 +59,7 @@ class CEM(SamplingPlanner):
         self._mean = np.empty((H, problem.nu))
         self._std = np.empty((H, problem.nu))
 
-    def begin(self, nominal: np.ndarray) -> None:
+    def begin(self, nominal: np.ndarray, warm: bool) -> None:
         self._mean[:] = nominal
         self._std[:] = self.config.init_std * self._half
 

@@ -6,12 +6,16 @@ import dataclasses
 
 from recede.errors import InvalidArgumentError, UnknownNameError
 from recede.planners.cem import CEM, CEMConfig
+from recede.planners.icem import ICEM, ICEMConfig
+from recede.planners.mppi import MPPI, MPPIConfig
 from recede.planners.random_shooting import RandomShooting, RandomShootingConfig
 from recede.problem import Problem
 
 PLANNERS: dict[str, tuple[type, type]] = {
     "random": (RandomShooting, RandomShootingConfig),
     "cem": (CEM, CEMConfig),
+    "icem": (ICEM, ICEMConfig),
+    "mppi": (MPPI, MPPIConfig),
 }
 
 
