@@ -53,9 +53,14 @@ Systems (``sys_id``; state; action; parameter array ``p`` layout; equations):
 
 Numba layer: ``rollout_kernel``, ``step_kernel``, ``linearize_kernel`` and ``step_one`` serve every
 system, taking the integer ``sys_id``; ``_f``, ``_f_jac`` and ``_rk4_jac`` dispatch on it with
-if/elif (no first-class functions, which would defeat ``cache=True``). ``_rk4`` inlines ``_f`` with
-its stages unrolled, and the rollout copies each state into thread-local buffers, so the time
-loop creates no array views. The discrete Jacobians
+if/elif (no first-class functions, which would defeat ``cache=True``). ``_rk4`` (one sample; used by
+``step_one``) inlines ``_f`` with its stages unrolled. The batched ``rollout_kernel`` and
+``rollout_quadratic_cost_kernel`` instead run blocks of ``_LANES`` samples in parallel, each block
+held in struct-of-arrays layout and stepped by a per-system lane loop (``_lanes_*``) that LLVM
+vectorises across samples; they repeat ``_f`` and ``_rk4``'s expressions in the same order, so
+their results are bit-identical to ``step_one``'s while every angle stays below 1e6 in size (the
+lanes use the branch-free ``sincos_poly``, which drops ``sincos``'s libm fallback beyond that; see
+``recede._numerics``). The discrete Jacobians
 are exact: forward-mode derivatives carried through the RK4 stages by the chain rule. Python
 objects expose ``kernel_args == (sys_id, p, dt, substeps)`` so other Numba code can call, e.g.,
 ``rollout_kernel(*model.kernel_args, x0, U, X)``.
@@ -68,8 +73,14 @@ import math
 import numba
 import numpy as np
 
-from recede._numerics import sincos
-from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal
+from recede._numerics import sincos, sincos_poly
+from recede.costs import (
+    QuadraticCost,
+    quadratic_stage,
+    quadratic_stage_lanes,
+    quadratic_terminal,
+    quadratic_terminal_lanes,
+)
 from recede.errors import InvalidArgumentError
 from recede.models.base import as_actions, as_state, as_trajectory, broadcast_x0, check_finite
 
@@ -421,28 +432,193 @@ def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
 
 
 # ----------------------------------------------------------------------------------------------
+# Lane-blocked RK4: a block of up to _LANES samples in struct-of-arrays layout, x: (nx, _LANES)
+# with sample j in column j. Each system's step is a loop over the lanes j < n whose body is
+# straight-line scalar code (all RK4 stages of one substep, sincos_poly, selects, no calls that
+# stay calls, no views), so LLVM vectorises it across samples (<4 x double> with AVX2). The
+# expressions are those of _f_* and _rk4 in the same order, so the results are bit-identical to
+# step_one as long as sincos_poly agrees with sincos (angles below 1e6 in size).
+# ----------------------------------------------------------------------------------------------
+
+_LANES = 64
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rhs_pendulum(th, thd, u0, m, l, g, b):
+    return thd, (g / l) * sincos_poly(th)[0] + (u0 - b * thd) / (m * l * l)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lanes_pendulum(p, h, substeps, x, u, n):
+    m, l, g, b = p[0], p[1], p[2], p[3]
+    for _ in range(substeps):
+        for j in range(n):
+            x0, x1, u0 = x[0, j], x[1, j], u[0, j]
+            k10, k11 = _rhs_pendulum(x0, x1, u0, m, l, g, b)
+            k20, k21 = _rhs_pendulum(x0 + 0.5 * h * k10, x1 + 0.5 * h * k11, u0, m, l, g, b)
+            k30, k31 = _rhs_pendulum(x0 + 0.5 * h * k20, x1 + 0.5 * h * k21, u0, m, l, g, b)
+            k40, k41 = _rhs_pendulum(x0 + h * k30, x1 + h * k31, u0, m, l, g, b)
+            x[0, j] = x0 + (h / 6.0) * (k10 + 2.0 * k20 + 2.0 * k30 + k40)
+            x[1, j] = x1 + (h / 6.0) * (k11 + 2.0 * k21 + 2.0 * k31 + k41)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rhs_cartpole(th, xd, thd, u0, mc, mp, l, g):
+    s, c = sincos_poly(th)
+    xdd = (u0 + mp * s * (l * thd * thd - g * c)) / (mc + mp * s * s)
+    return xd, thd, xdd, (g * s - c * xdd) / l
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lanes_cartpole(p, h, substeps, x, u, n):
+    mc, mp, l, g = p[0], p[1], p[2], p[3]
+    for _ in range(substeps):
+        for j in range(n):
+            x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
+            k10, k11, k12, k13 = _rhs_cartpole(x1, x2, x3, u0, mc, mp, l, g)
+            k20, k21, k22, k23 = _rhs_cartpole(
+                x1 + 0.5 * h * k11, x2 + 0.5 * h * k12, x3 + 0.5 * h * k13, u0, mc, mp, l, g)
+            k30, k31, k32, k33 = _rhs_cartpole(
+                x1 + 0.5 * h * k21, x2 + 0.5 * h * k22, x3 + 0.5 * h * k23, u0, mc, mp, l, g)
+            k40, k41, k42, k43 = _rhs_cartpole(
+                x1 + h * k31, x2 + h * k32, x3 + h * k33, u0, mc, mp, l, g)
+            x[0, j] = x0 + (h / 6.0) * (k10 + 2.0 * k20 + 2.0 * k30 + k40)
+            x[1, j] = x1 + (h / 6.0) * (k11 + 2.0 * k21 + 2.0 * k31 + k41)
+            x[2, j] = x2 + (h / 6.0) * (k12 + 2.0 * k22 + 2.0 * k32 + k42)
+            x[3, j] = x3 + (h / 6.0) * (k13 + 2.0 * k23 + 2.0 * k33 + k43)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rhs_acrobot(th1, th2, qd1, qd2, u0, m1, m2, l1, lc1, lc2, I1, I2, g):
+    # _acrobot_terms, expression for expression
+    a = m2 * l1 * lc2
+    s1 = sincos_poly(th1)[0]
+    s2, c2 = sincos_poly(th2)
+    s12 = sincos_poly(th1 + th2)[0]
+    m11 = I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2
+    m12 = I2 + a * c2
+    m22 = I2
+    det = m11 * m22 - m12 * m12
+    i11 = m22 / det
+    i12 = -m12 / det
+    i22 = m11 / det
+    r1 = (
+        (m1 * lc1 + m2 * l1) * g * s1
+        + m2 * g * lc2 * s12
+        + a * s2 * (2.0 * qd1 + qd2) * qd2
+    )
+    r2 = m2 * g * lc2 * s12 + u0 - a * s2 * qd1 * qd1
+    return qd1, qd2, i11 * r1 + i12 * r2, i12 * r1 + i22 * r2
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lanes_acrobot(p, h, substeps, x, u, n):
+    m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
+    for _ in range(substeps):
+        for j in range(n):
+            x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
+            k10, k11, k12, k13 = _rhs_acrobot(
+                x0, x1, x2, x3, u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+            k20, k21, k22, k23 = _rhs_acrobot(
+                x0 + 0.5 * h * k10, x1 + 0.5 * h * k11, x2 + 0.5 * h * k12, x3 + 0.5 * h * k13,
+                u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+            k30, k31, k32, k33 = _rhs_acrobot(
+                x0 + 0.5 * h * k20, x1 + 0.5 * h * k21, x2 + 0.5 * h * k22, x3 + 0.5 * h * k23,
+                u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+            k40, k41, k42, k43 = _rhs_acrobot(
+                x0 + h * k30, x1 + h * k31, x2 + h * k32, x3 + h * k33,
+                u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+            x[0, j] = x0 + (h / 6.0) * (k10 + 2.0 * k20 + 2.0 * k30 + k40)
+            x[1, j] = x1 + (h / 6.0) * (k11 + 2.0 * k21 + 2.0 * k31 + k41)
+            x[2, j] = x2 + (h / 6.0) * (k12 + 2.0 * k22 + 2.0 * k32 + k42)
+            x[3, j] = x3 + (h / 6.0) * (k13 + 2.0 * k23 + 2.0 * k33 + k43)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _rhs_unicycle(hd, u0, u1):
+    sh, ch = sincos_poly(hd)
+    return u0 * ch, u0 * sh, u1
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lanes_unicycle(h, substeps, x, u, n):
+    for _ in range(substeps):
+        for j in range(n):
+            x0, x1, x2, u0, u1 = x[0, j], x[1, j], x[2, j], u[0, j], u[1, j]
+            k10, k11, k12 = _rhs_unicycle(x2, u0, u1)
+            k20, k21, k22 = _rhs_unicycle(x2 + 0.5 * h * k12, u0, u1)
+            k30, k31, k32 = _rhs_unicycle(x2 + 0.5 * h * k22, u0, u1)
+            k40, k41, k42 = _rhs_unicycle(x2 + h * k32, u0, u1)
+            x[0, j] = x0 + (h / 6.0) * (k10 + 2.0 * k20 + 2.0 * k30 + k40)
+            x[1, j] = x1 + (h / 6.0) * (k11 + 2.0 * k21 + 2.0 * k31 + k41)
+            x[2, j] = x2 + (h / 6.0) * (k12 + 2.0 * k22 + 2.0 * k32 + k42)
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _lanes_double_integrator(h, substeps, x, u, n):
+    # The dimensions are independent: position i, velocity d + i, acceleration u[i].
+    d = u.shape[0]
+    for _ in range(substeps):
+        for i in range(d):
+            for j in range(n):
+                x0, x1, a = x[i, j], x[d + i, j], u[i, j]
+                k10 = x1
+                k20 = x1 + 0.5 * h * a
+                k30 = x1 + 0.5 * h * a
+                k40 = x1 + h * a
+                x[i, j] = x0 + (h / 6.0) * (k10 + 2.0 * k20 + 2.0 * k30 + k40)
+                x[d + i, j] = x1 + (h / 6.0) * (a + 2.0 * a + 2.0 * a + a)
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _lanes_step(sys_id, p, h, substeps, x, u, n):
+    """``substeps`` RK4 steps of ``h`` on the lanes j < n of x: (nx, L), u: (nu, L), in place."""
+    if sys_id == PENDULUM:
+        _lanes_pendulum(p, h, substeps, x, u, n)
+    elif sys_id == CARTPOLE:
+        _lanes_cartpole(p, h, substeps, x, u, n)
+    elif sys_id == ACROBOT:
+        _lanes_acrobot(p, h, substeps, x, u, n)
+    elif sys_id == UNICYCLE:
+        _lanes_unicycle(h, substeps, x, u, n)
+    elif sys_id == DOUBLE_INTEGRATOR:
+        _lanes_double_integrator(h, substeps, x, u, n)
+    else:  # unreachable from the Python layer; NaN marks the rollout as diverged
+        x[:, :] = np.nan
+
+
+# ----------------------------------------------------------------------------------------------
 # Kernels
 # ----------------------------------------------------------------------------------------------
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
 def rollout_kernel(sys_id, p, dt, substeps, x0, U, X):
-    """x0: (B, nx), U: (B, H, nu) -> writes X: (B, H+1, nx) in place, with X[:, 0] = x0."""
+    """x0: (B, nx), U: (B, H, nu) -> writes X: (B, H+1, nx) in place, with X[:, 0] = x0.
+
+    Blocks of ``_LANES`` samples in parallel, each vectorised across its samples; the results
+    equal ``step_one`` applied step by step (bit for bit while all angles stay below 1e6).
+    """
     nb, horizon, nu = U.shape
     nx = x0.shape[1]
     h = dt / substeps
-    for b in numba.prange(nb):
-        # thread-local copies: no array views of X or U are created inside the time loop
-        x, xs, k, acc, u = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu)
-        for i in range(nx):
-            x[i] = x0[b, i]
-            X[b, 0, i] = x[i]
-        for t in range(horizon):
-            for j in range(nu):
-                u[j] = U[b, t, j]
-            _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+    for blk in numba.prange((nb + _LANES - 1) // _LANES):
+        b0 = blk * _LANES
+        n = min(_LANES, nb - b0)
+        # thread-local block state, sample b0 + j in column j
+        x, u = np.empty((nx, _LANES)), np.empty((nu, _LANES))
+        for j in range(n):
             for i in range(nx):
-                X[b, t + 1, i] = x[i]
+                x[i, j] = x0[b0 + j, i]
+                X[b0 + j, 0, i] = x0[b0 + j, i]
+        for t in range(horizon):
+            for j in range(n):
+                for i in range(nu):
+                    u[i, j] = U[b0 + j, t, i]
+            _lanes_step(sys_id, p, h, substeps, x, u, n)
+            for j in range(n):
+                for i in range(nx):
+                    X[b0 + j, t + 1, i] = x[i, j]
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -452,8 +628,42 @@ def rollout_quadratic_cost_kernel(
     """Rollout fused with a ``QuadraticCost``: x0: (nx,), U: (B, H, nu) -> out: (B,) costs.
 
     The same arithmetic as ``rollout_kernel`` followed by the cost's own kernel, without writing
-    or re-reading the states: the sampling planners' hot path.
+    or re-reading the states: the sampling planners' hot path. Lane-blocked like
+    ``rollout_kernel``, cost included; bit-identical to ``_rollout_quadratic_cost_scalar``
+    while all angles (and angle errors) stay below 1e6.
     """
+    nb, horizon, nu = U.shape
+    nx = x0.shape[0]
+    h = dt / substeps
+    for blk in numba.prange((nb + _LANES - 1) // _LANES):
+        b0 = blk * _LANES
+        n = min(_LANES, nb - b0)
+        x, u = np.empty((nx, _LANES)), np.empty((nu, _LANES))
+        e, du = np.empty((nx, _LANES)), np.empty((nu, _LANES))
+        r, sx, su, total = np.empty(_LANES), np.empty(_LANES), np.empty(_LANES), np.empty(_LANES)
+        for i in range(nx):
+            for j in range(n):
+                x[i, j] = x0[i]
+        for j in range(n):
+            total[j] = 0.0
+        for t in range(horizon):
+            for j in range(n):
+                for i in range(nu):
+                    u[i, j] = U[b0 + j, t, i]
+            quadratic_stage_lanes(
+                x, u, n, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du, r, sx, su, total)
+            _lanes_step(sys_id, p, h, substeps, x, u, n)
+        quadratic_terminal_lanes(x, n, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, r, sx)
+        for j in range(n):
+            out[b0 + j] = total[j] + sx[j]
+
+
+@numba.njit(cache=True, error_model="numpy", parallel=True)
+def _rollout_quadratic_cost_scalar(
+    sys_id, p, dt, substeps, x0, U, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, out
+):
+    """``rollout_quadratic_cost_kernel`` one sample at a time (``_rk4``, ``quadratic_stage``):
+    the reference for tests and benchmarks/analytic_rollout.py."""
     nb, horizon, nu = U.shape
     nx = x0.shape[0]
     h = dt / substeps
