@@ -24,11 +24,15 @@ from typing import Any, Sequence
 
 PROG = "recede"
 
-# Command-line flags that set planner options: flag dest -> option name.
+# Command-line flags that set planner options: option name -> flag. Every other option is set
+# with --option NAME=VALUE.
 _OPTION_FLAGS = {
     "samples": "--samples",
     "iterations": "--iterations",
     "elite_fraction": "--elite-fraction",
+    "temperature": "--temperature",
+    "noise_std": "--noise-std",
+    "beta": "--beta",
 }
 
 
@@ -51,6 +55,73 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
     return value
+
+
+def _name_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"must be comma-separated names, got {text!r}")
+    return names
+
+
+def _seed_list(text: str) -> list[int]:
+    """'0..4' -> [0, 1, 2, 3, 4]; '1,5,7' -> [1, 5, 7]."""
+    try:
+        if ".." in text:
+            a, b = (int(v) for v in text.split(".."))
+            seeds = list(range(a, b + 1))
+        else:
+            seeds = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be A..B or a comma list of integers, got {text!r}") from None
+    if not seeds or min(seeds) < 0:
+        raise argparse.ArgumentTypeError(f"must name at least one seed, all >= 0, got {text!r}")
+    return seeds
+
+
+def _add_option_flag(parser) -> None:
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                        help="set any planner option (see 'recede planners'), e.g. "
+                             "--option execute=mean (repeatable)")
+
+
+def _add_anytime_flags(parser) -> None:
+    parser.add_argument("--deadline-ms", type=float, default=None,
+                        help="anytime planning: stop every plan after this many ms and act on "
+                             "the best plan found by then")
+    parser.add_argument("--realtime", action="store_true",
+                        help="hold every step to the model's control period dt (with "
+                             "--deadline-ms below it: a fixed-rate controller)")
+    parser.add_argument("--replan-every", type=int, default=1,
+                        help="re-plan every N steps, applying the stored plan between (default: 1)")
+
+
+def _parse_value(text: str):
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text  # a bare word such as mean
+
+
+def _parse_options(items: list[str], flag: str, prefixed: bool) -> dict:
+    """['name=value', ...] -> {name: value}; with ``prefixed``, {planner: {name: value}}."""
+    out: dict = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            form = "PLANNER.NAME=VALUE" if prefixed else "NAME=VALUE"
+            raise _UsageError(f"argument {flag}: expected {form}, got {item!r}")
+        if prefixed:
+            planner, dot, name = key.partition(".")
+            if not dot or not planner or not name:
+                raise _UsageError(f"argument {flag}: expected PLANNER.NAME=VALUE, got {item!r}")
+            out.setdefault(planner, {})[name] = _parse_value(value)
+        else:
+            out[key] = _parse_value(value)
+    return out
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,9 +157,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
     run.add_argument("--iterations", type=int, default=None, help="planner iterations per plan")
     run.add_argument("--elite-fraction", type=float, default=None,
-                     help="share of samples refit to, in (0, 1] (cem only)")
-    run.add_argument("--replan-every", type=int, default=1,
-                     help="re-plan every N steps, applying the stored plan between (default: 1)")
+                     help="share of samples refit to, in (0, 1] (cem, icem)")
+    run.add_argument("--temperature", type=float, default=None,
+                     help="path-integral temperature lambda, in cost units (mppi)")
+    run.add_argument("--noise-std", type=float, default=None,
+                     help="exploration std as a fraction of the action half-range (mppi)")
+    run.add_argument("--beta", type=float, default=None,
+                     help="colour of the sampling noise, 1/f^beta (icem)")
+    _add_option_flag(run)
+    _add_anytime_flags(run)
     run.add_argument("--json", metavar="PATH", default=None,
                      help="write the run (summary, options and per-step log) as JSON to PATH")
     run.add_argument("--plot", metavar="PATH.png", default=None,
@@ -97,6 +174,34 @@ def build_parser() -> argparse.ArgumentParser:
                      help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
+
+    compare = sub.add_parser(
+        "compare",
+        help="run several planners on the same seeds and tabulate them",
+        description=(
+            "Run each planner of PLANNERS in closed loop on TASK for every seed of SEEDS, print a "
+            "table (return, success rate, median and p99 planning time, samples per plan) and "
+            "draw a bar chart to a PNG. Planner options are the task's defaults, then --option."
+        ),
+    )
+    compare.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    compare.add_argument("--planners", default="cem,icem,mppi", type=_name_list,
+                         help="comma-separated planner names (default: cem,icem,mppi)")
+    compare.add_argument("--seeds", default="0..4", type=_seed_list,
+                         help="seeds as A..B (inclusive) or a comma list (default: 0..4)")
+    compare.add_argument("--steps", type=int, default=None,
+                         help="closed-loop steps per run (default: the task's episode length)")
+    compare.add_argument("--horizon", type=int, default=None,
+                         help="planning horizon in steps (default: the task's horizon)")
+    compare.add_argument("--option", action="append", default=[], metavar="PLANNER.NAME=VALUE",
+                         help="set an option of one planner, e.g. mppi.temperature=0.3 (repeatable)")
+    _add_anytime_flags(compare)
+    compare.add_argument("--plot", metavar="PATH.png", default=None,
+                         help="where to draw the bar chart (default: compare-TASK.png)")
+    compare.add_argument("--json", metavar="PATH", default=None,
+                         help="write every run's summary and the table as JSON to PATH")
+    compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    compare.set_defaults(func=_cmd_compare)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -170,17 +275,51 @@ def _json_safe(obj):
 # --------------------------------------------------------------------------- commands
 
 
-def _planner_options(task, planner: str, args) -> dict[str, Any]:
-    """Config defaults, then the task's defaults for ``planner``, then explicit flags."""
+def _planner_options(task, planner: str, args=None, extra: dict | None = None) -> dict[str, Any]:
+    """Config defaults, then the task's defaults for ``planner``, then --option, then the
+    named flags."""
     from recede.planners.registry import planner_options
 
     options = dict(planner_options(planner))  # raises for an unknown planner
     options.update(task.planner_defaults.get(planner, {}))
-    for dest in _OPTION_FLAGS:
-        value = getattr(args, dest)
-        if value is not None:
-            options[dest] = value  # make_planner rejects options this planner lacks
+    options.update(extra or {})  # make_planner rejects options this planner lacks
+    if args is not None:
+        for dest in _OPTION_FLAGS:
+            value = getattr(args, dest)
+            if value is not None:
+                options[dest] = value
     return options
+
+
+def _check_options(planner: str, options: dict) -> None:
+    """Refuse unknown or bad options before anything runs (make_planner's own checks)."""
+    from recede.errors import InvalidArgumentError
+    from recede.planners.registry import planner_class, planner_options
+
+    known = planner_options(planner)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidArgumentError(
+            f"planner {planner!r} has no option {unknown[0]!r}; its options: {', '.join(known)}")
+    planner_class(planner)[1](**options)
+
+
+def _check_loop_args(args) -> None:
+    """Refuse a bad horizon or replanning period before any output."""
+    from recede.errors import InvalidArgumentError
+    from recede.planners.base import check_positive_int
+
+    if args.horizon is not None and args.horizon < 1:
+        raise InvalidArgumentError(f"horizon must be >= 1, got {args.horizon}")
+    check_positive_int("replan_every", args.replan_every)
+
+
+def _time_budget(args) -> float | None:
+    if args.deadline_ms is None:
+        return None
+    if not (0 < args.deadline_ms < math.inf):
+        raise _UsageError(f"argument --deadline-ms: must be a number > 0, got {args.deadline_ms:g}")
+    return args.deadline_ms / 1e3
 
 
 def _fmt_ms(ms: float) -> str:
@@ -197,14 +336,42 @@ def _success_text(success, steps: int, episode_steps: int, terminated: bool, rob
     return "yes" if success else "no"
 
 
+def _episode(task, planner_name: str, options: dict, *, seed: int, steps: int, horizon, replan_every: int,
+             time_budget, realtime: bool, render=None, on_step=None):
+    """One closed-loop episode of ``planner_name`` on ``task``: (RunLog judged by the task,
+    the planning Problem). ``on_step(t, env)`` runs after every step."""
+    from recede.controllers import MPC, run_closed_loop
+    from recede.envs.robots import GymTask
+    from recede.planners.registry import make_planner
+
+    robot = isinstance(task, GymTask)
+    env = task.make_env(render_mode=render)
+    try:
+        problem = task.problem(horizon, env=env) if robot else task.problem(horizon)
+        planner = make_planner(planner_name, problem, **options)
+        controller = MPC(planner, replan_every=replan_every, rng=seed, time_budget=time_budget)
+        # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
+        # so the planning times reported are those of the running loop.
+        env.reset(seed=seed)
+        planner.plan(task.state_of(env), rng=0)
+        log = run_closed_loop(env, controller, steps=steps, seed=seed, pace=realtime,
+                              on_step=None if on_step is None else (lambda t: on_step(t, env)),
+                              state_fn=task.state_of)
+        if log.success is None:
+            judged = task.judge(env, log.terminated, log.steps)
+            if judged is not None:
+                log = dataclasses.replace(log, success=bool(judged))
+    finally:
+        env.close()
+    return log, problem
+
+
 def _cmd_run(args) -> int:
     from tqdm import tqdm
 
-    from recede.controllers import MPC, run_closed_loop
     from recede.envs import get_task
     from recede.envs.robots import GymTask
     from recede.planners.base import check_positive_int
-    from recede.planners.registry import make_planner
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
@@ -215,10 +382,12 @@ def _cmd_run(args) -> int:
                           f"use a MuJoCo task (e.g. cartpole-swingup-mj)")
     if args.video and not args.video.lower().endswith(".mp4"):
         raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
-    options = _planner_options(task, args.planner, args)
+    options = _planner_options(task, args.planner, args, _parse_options(args.option, "--option", False))
+    _check_options(args.planner, options)
+    _check_loop_args(args)
+    time_budget = _time_budget(args)
 
     outputs: list[_AtomicFile] = []
-    env = None
     try:
         json_out = _AtomicFile(args.json, "--json") if args.json else None
         if json_out:
@@ -231,17 +400,9 @@ def _cmd_run(args) -> int:
             outputs.append(video_out)
             os.environ.setdefault("MUJOCO_GL", "egl")
 
-        env = task.make_env(render_mode="rgb_array" if video_out else None)
-        problem = task.problem(args.horizon, env=env) if robot else task.problem(args.horizon)
-        planner = make_planner(args.planner, problem, **options)
-        controller = MPC(planner, replan_every=args.replan_every, rng=args.seed)
-        # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
-        # so the planning times reported are those of the running loop.
-        env.reset(seed=args.seed)
-        planner.plan(task.state_of(env), rng=0)
         frames: list = []
 
-        def on_step(t, bar):
+        def on_step(t, bar, env):
             bar.update(1)
             if video_out:
                 frames.append(env.render())
@@ -250,12 +411,12 @@ def _cmd_run(args) -> int:
             total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
         ) as bar:
-            log = run_closed_loop(env, controller, steps=steps, seed=args.seed,
-                                  on_step=lambda t: on_step(t, bar), state_fn=task.state_of)
-        if log.success is None:
-            judged = task.judge(env, log.terminated, log.steps)
-            if judged is not None:
-                log = dataclasses.replace(log, success=bool(judged))
+            log, problem = _episode(
+                task, args.planner, options, seed=args.seed, steps=steps, horizon=args.horizon,
+                replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime,
+                render="rgb_array" if video_out else None,
+                on_step=lambda t, env: on_step(t, bar, env),
+            )
 
         dynamics = problem.dynamics
         summary = log.summary()
@@ -268,6 +429,10 @@ def _cmd_run(args) -> int:
                 "horizon": problem.horizon,
                 "replan_every": args.replan_every,
                 "options": options,
+                "deadline_ms": args.deadline_ms,
+                "realtime": args.realtime,
+                "plan_status": list(log.plan_status),
+                "plan_samples": list(log.plan_samples),
                 **log.to_dict(),
             }
             with open(json_out.tmp, "w", encoding="utf-8") as f:
@@ -293,8 +458,6 @@ def _cmd_run(args) -> int:
     finally:
         for out in outputs:
             out.discard()
-        if env is not None:
-            env.close()
 
     shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
     rows = [
@@ -309,6 +472,10 @@ def _cmd_run(args) -> int:
         ("plan time", f"median {_fmt_ms(summary['plan_ms_median'])}, "
                       f"p99 {_fmt_ms(summary['plan_ms_p99'])}"),
     ]
+    if args.deadline_ms is not None:
+        planned = sum(s is not None for s in log.plan_status)
+        rows.append(("deadline", f"{args.deadline_ms:g} ms: {log.deadline_hits} of {planned} plans "
+                                 f"stopped at it (anytime)"))
     if args.json:
         rows.append(("json", args.json))
     if args.plot:
@@ -322,6 +489,123 @@ def _cmd_run(args) -> int:
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
     return 0
+
+
+def _cmd_compare(args) -> int:
+    from tqdm import tqdm
+
+    from recede.envs import get_task
+    from recede.planners.base import check_positive_int
+    from recede.planners.registry import planner_class
+
+    task = get_task(args.task)
+    steps = task.episode_steps if args.steps is None else args.steps
+    check_positive_int("steps", steps)
+    for name in args.planners:
+        planner_class(name)  # unknown names fail before anything runs
+    per_planner = _parse_options(args.option, "--option", True)
+    unknown = sorted(set(per_planner) - set(args.planners))
+    if unknown:
+        raise _UsageError(f"argument --option: planner {unknown[0]!r} is not among --planners "
+                          f"({', '.join(args.planners)})")
+    options = {n: _planner_options(task, n, None, per_planner.get(n)) for n in args.planners}
+    _check_loop_args(args)
+    time_budget = _time_budget(args)
+    for name in args.planners:  # every planner's options are checked before the first run
+        _check_options(name, options[name])
+    plot_path = args.plot or f"compare-{task.name}.png"
+    if not plot_path.lower().endswith(".png"):
+        raise _UsageError(f"argument --plot: the path must end in .png, got {plot_path!r}")
+
+    outputs = []
+    try:
+        plot_out = _AtomicFile(plot_path, "--plot")
+        outputs.append(plot_out)
+        json_out = _AtomicFile(args.json, "--json") if args.json else None
+        if json_out:
+            outputs.append(json_out)
+        runs: dict[str, list] = {n: [] for n in args.planners}
+        total = len(args.planners) * len(args.seeds) * min(steps, task.episode_steps)
+        with tqdm(total=total, file=sys.stderr, disable=args.no_progress, desc=f"{task.name} compare",
+                  unit="step", dynamic_ncols=True) as bar:
+            for name in args.planners:
+                for seed in args.seeds:
+                    bar.set_postfix_str(f"{name} seed {seed}")
+                    log, problem = _episode(
+                        task, name, options[name], seed=seed, steps=steps, horizon=args.horizon,
+                        replan_every=args.replan_every, time_budget=time_budget,
+                        realtime=args.realtime, on_step=lambda t, env: bar.update(1))
+                    runs[name].append(log)
+        table = [_compare_row(name, runs[name]) for name in args.planners]
+        from recede.plotting import plot_comparison
+
+        plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
+                                                    f"{steps} steps")
+        if json_out:
+            record = {
+                "task": task.name, "seeds": args.seeds, "steps": steps, "horizon": problem.horizon,
+                "deadline_ms": args.deadline_ms, "options": options, "table": table,
+                "runs": {n: [dict(seed=s, **log.summary()) for s, log in zip(args.seeds, runs[n])]
+                         for n in args.planners},
+            }
+            with open(json_out.tmp, "w", encoding="utf-8") as f:
+                json.dump(_json_safe(record), f, allow_nan=False)
+                f.write("\n")
+        for out in outputs:
+            out.commit()
+    finally:
+        for out in outputs:
+            out.discard()
+
+    head = ("planner", "success", "return (mean ± std)", "plan ms median", "plan ms p99", "samples/plan")
+    body = [(
+        r["planner"],
+        "n/a" if r["success_rate"] is None else f"{r['successes']}/{r['runs']}",
+        f"{r['return_mean']:.4g} ± {r['return_std']:.2g}",
+        _fmt_ms(r["plan_ms_median"]).replace(" ms", ""),
+        _fmt_ms(r["plan_ms_p99"]).replace(" ms", ""),
+        "n/a" if r["samples_per_plan"] is None else f"{r['samples_per_plan']:.0f}",
+    ) for r in table]
+    widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
+    print(f"{task.name}: {len(args.seeds)} seeds ({_seeds_text(args.seeds)}), {steps} steps, "
+          f"horizon {problem.horizon}" + (f", deadline {args.deadline_ms:g} ms" if args.deadline_ms else ""))
+    for row in (head, *body):
+        print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+    for name in args.planners:
+        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in options[name].items())
+        print(f"{name}: {shown}")
+    print(f"plot: {plot_path}")
+    if args.json:
+        print(f"json: {args.json}")
+    return 0
+
+
+def _seeds_text(seeds) -> str:
+    if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
+        return f"{seeds[0]}..{seeds[-1]}"
+    return ",".join(str(s) for s in seeds)
+
+
+def _compare_row(name: str, logs) -> dict:
+    import numpy as np
+
+    returns = np.array([log.total_return for log in logs])
+    times = np.concatenate([log.plan_times[np.isfinite(log.plan_times)] for log in logs]) * 1e3
+    judged = [log.success for log in logs if log.success is not None]
+    samples = [s for log in logs for s in log.plan_samples if s is not None]
+    return {
+        "planner": name,
+        "runs": len(logs),
+        "successes": int(sum(judged)) if judged else None,
+        "success_rate": float(np.mean(judged)) if judged else None,
+        "return_mean": float(returns.mean()),
+        "return_std": float(returns.std()),
+        "returns": returns.tolist(),
+        "plan_ms_median": float(np.median(times)) if times.size else float("nan"),
+        "plan_ms_p99": float(np.percentile(times, 99)) if times.size else float("nan"),
+        "samples_per_plan": float(np.mean(samples)) if samples else None,
+    }
 
 
 def _write_video(path: str, frames, fps: float) -> None:

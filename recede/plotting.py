@@ -101,3 +101,41 @@ def plot_run(
         except FileNotFoundError:
             pass
         raise
+
+
+def plot_comparison(rows, path, *, title: str = "") -> None:
+    """Bar chart of ``recede compare``'s table: success rate, mean return (with its std across
+    seeds) and median planning time (p99 as a whisker), one bar per planner. Written whole to
+    ``path`` (the caller's temporary file)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = [r["planner"] for r in rows]
+    x = np.arange(len(names))
+    colors = [f"C{i}" for i in range(len(names))]
+    fig = Figure(figsize=(3.2 * 3, 3.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
+    rate = [np.nan if r["success_rate"] is None else 100.0 * r["success_rate"] for r in rows]
+    axes[0].bar(x, np.nan_to_num(rate), color=colors)
+    axes[0].set_ylim(0, 105)
+    axes[0].set_ylabel("success (%)")
+    for i, v in enumerate(rate):
+        if not np.isfinite(v):
+            axes[0].text(i, 2, "n/a", ha="center", va="bottom")
+    axes[1].bar(x, [r["return_mean"] for r in rows], yerr=[r["return_std"] for r in rows],
+                color=colors, capsize=4)
+    axes[1].set_ylabel("return (mean ± std)")
+    med = np.array([r["plan_ms_median"] for r in rows], dtype=float)
+    p99 = np.array([r["plan_ms_p99"] for r in rows], dtype=float)
+    axes[2].bar(x, med, color=colors)
+    axes[2].errorbar(x, med, yerr=[np.zeros_like(med), np.maximum(p99 - med, 0)], fmt="none",
+                     ecolor="k", capsize=4)
+    axes[2].set_ylabel("plan time (ms): median, p99")
+    for ax in axes:
+        ax.set_xticks(x, names)
+        ax.grid(axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    with open(path, "wb") as f:
+        fig.savefig(f, format="png", dpi=100)

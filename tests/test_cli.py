@@ -142,6 +142,59 @@ def test_planners_lists_every_planner_and_option(capsys):
             assert any(option in line and repr(default) in line for line in out.splitlines())
 
 
+@pytest.mark.parametrize("planner, flags, expected", [
+    ("icem", ["--beta", "1.5", "--option", "execute=mean", "--option", "decay=1.1"],
+     {"beta": 1.5, "execute": "mean", "decay": 1.1}),
+    ("mppi", ["--temperature", "0.2", "--noise-std", "0.3", "--option", "filter_window=3"],
+     {"temperature": 0.2, "noise_std": 0.3, "filter_window": 3}),
+])
+def test_new_planners_and_their_options(capsys, tmp_path, planner, flags, expected):
+    record, out = run_json(capsys, tmp_path, "pendulum-swingup", "--planner", planner, *FAST, *flags)
+    for key, value in expected.items():
+        assert record["options"][key] == value
+    assert set(record["options"]) == set(planner_options(planner))
+    assert record["steps"] == 5 and all(t is not None for t in record["log"]["plan_ms"])
+
+
+def test_deadline_makes_anytime_plans(capsys, tmp_path):
+    # 1000 iterations could never finish in 5 ms: every plan stops at its deadline
+    record, out = run_json(capsys, tmp_path, "pendulum-swingup", "--planner", "cem", "--steps", "3",
+                           "--samples", "50", "--iterations", "1000", "--deadline-ms", "5",
+                           "--no-progress")
+    assert record["deadline_ms"] == 5
+    assert record["plan_status"] == ["deadline"] * 3
+    assert "deadline" in out and "3 of 3 plans" in out
+
+
+def test_compare_prints_a_table_and_draws_a_chart(capsys, tmp_path):
+    png, js = tmp_path / "bars.png", tmp_path / "cmp.json"
+    code, out, err = run_cli(capsys, "compare", "pendulum-swingup", "--planners", "cem,icem,mppi",
+                             "--seeds", "0..1", "--steps", "4", "--horizon", "6",
+                             "--option", "cem.samples=20", "--option", "icem.samples=20",
+                             "--option", "mppi.samples=20", "--plot", str(png), "--json", str(js),
+                             "--no-progress")
+    assert code == 0, err
+    assert png.read_bytes()[:8] == PNG_SIGNATURE
+    record = json.loads(js.read_text())
+    assert [r["planner"] for r in record["table"]] == ["cem", "icem", "mppi"]
+    for row in record["table"]:
+        runs = record["runs"][row["planner"]]
+        assert [r["seed"] for r in runs] == [0, 1]
+        assert row["return_mean"] == pytest.approx(sum(r["return"] for r in runs) / 2)
+        assert row["runs"] == 2 and row["success_rate"] is None  # 4 steps: not judged
+    # each planner ran on the same seeds: the same initial states, so cem run alone agrees
+    solo = tmp_path / "solo.json"
+    code, _, err = run_cli(capsys, "run", "pendulum-swingup", "--planner", "cem", "--seed", "1",
+                           "--steps", "4", "--horizon", "6", "--samples", "20", "--no-progress",
+                           "--json", str(solo))
+    assert code == 0, err
+    assert json.loads(solo.read_text())["return"] == pytest.approx(record["runs"]["cem"][1]["return"])
+    header = next(line for line in out.splitlines() if line.startswith("planner"))
+    assert "success" in header and "plan ms median" in header and "plan ms p99" in header
+    assert sum(line.split()[0] in ("cem", "icem", "mppi") for line in out.splitlines()) == 3
+    assert sorted(os.listdir(tmp_path)) == ["bars.png", "cmp.json", "solo.json"]
+
+
 def test_help_exits_zero(capsys):
     code, out, _ = run_cli(capsys, "run", "--help")
     assert code == 0 and "--planner" in out
@@ -171,7 +224,31 @@ RUN = ["run", "double-integrator", "--planner"]
     (RUN + ["cem", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
     (["run"], "the following arguments are required: TASK"),
     ([], "the following arguments are required: COMMAND"),
-    (["bogus"], "argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'tasks', 'planners')"),
+    (["bogus"], "argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'compare', 'tasks', "
+                "'planners')"),
+    (RUN + ["mppi", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
+    (RUN + ["icem", "--beta", "-2"], "beta must be a finite number >= 0, got -2.0"),
+    (RUN + ["cem", "--beta", "2"], "planner 'cem' has no option 'beta'; its options: samples, "
+                                   "iterations, elite_fraction, init_std, min_std, smoothing"),
+    (RUN + ["icem", "--option", "execute"], "argument --option: expected NAME=VALUE, got 'execute'"),
+    (RUN + ["icem", "--option", "execute=median"],
+     "execute must be one of ['best', 'mean'], got 'median'"),
+    (RUN + ["cem", "--option", "colour=2"], "planner 'cem' has no option 'colour'; its options: "
+                                           "samples, iterations, elite_fraction, init_std, min_std, "
+                                           "smoothing"),
+    (RUN + ["cem", "--deadline-ms", "0"], "argument --deadline-ms: must be a number > 0, got 0"),
+    (["compare", "double-integrator", "--planners", "cem,nope"],
+     f"unknown planner 'nope'; known planners: {KNOWN_PLANNERS}"),
+    (["compare", "double-integrator", "--seeds", "4..x"],
+     "argument --seeds: must be A..B or a comma list of integers, got '4..x'"),
+    (["compare", "double-integrator", "--seeds", "3..1"],
+     "argument --seeds: must name at least one seed, all >= 0, got '3..1'"),
+    (["compare", "double-integrator", "--planners", "cem", "--option", "mppi.temperature=1"],
+     "argument --option: planner 'mppi' is not among --planners (cem)"),
+    (["compare", "double-integrator", "--planners", "cem", "--option", "cem.samples=0"],
+     "samples must be an integer >= 1, got 0"),
+    (["compare", "double-integrator", "--plot", "chart.jpg"],
+     "argument --plot: the path must end in .png, got 'chart.jpg'"),
 ])
 def test_bad_arguments(capsys, tmp_path, argv, message):
     json_path = tmp_path / "out.json"

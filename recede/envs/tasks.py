@@ -138,6 +138,13 @@ def register_task(task: Task) -> Task:
     return task
 
 
+# MPPI on the swing-ups: smooth (1/f^2) exploration, a few path-integral updates per plan and a
+# low temperature (the samples' costs differ by a few tenths when the pendulum hangs).
+_MPPI_SWINGUP = {"samples": 300, "iterations": 3, "temperature": 0.001, "noise_std": 1.0, "beta": 2.0}
+# The cart-pole also balances at the end: anneal the noise within each plan (coarse to fine).
+_MPPI_CARTPOLE = {"samples": 300, "iterations": 5, "temperature": 0.01, "noise_std": 1.0,
+                  "beta": 2.0, "anneal": 0.5}
+
 register_task(Task(
     name="pendulum-swingup",
     description="Swing a torque-limited pendulum up from hanging and balance it upright.",
@@ -149,7 +156,8 @@ register_task(Task(
     episode_steps=200,
     success=HoldCriterion((0,), (0.0,), (0.2,), (True,), 2.0),
     horizon=30,
-    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000},
+                      "icem": {"samples": 300, "iterations": 4}, "mppi": _MPPI_SWINGUP},
 ))
 
 register_task(Task(
@@ -163,7 +171,8 @@ register_task(Task(
     episode_steps=160,
     success=HoldCriterion((0, 1), (0.0, 0.0), (0.5, 0.2), (False, True), 2.0),
     horizon=40,
-    planner_defaults={"cem": {"samples": 500, "iterations": 5}, "random": {"samples": 2000}},
+    planner_defaults={"cem": {"samples": 500, "iterations": 5}, "random": {"samples": 2000},
+                      "icem": {"samples": 300, "iterations": 5}, "mppi": _MPPI_CARTPOLE},
 ))
 
 register_task(Task(
@@ -177,7 +186,8 @@ register_task(Task(
     episode_steps=200,
     success=HoldCriterion((0, 1), (0.0, 0.0), (0.2, 0.2), (True, True), 2.0),
     horizon=50,
-    planner_defaults={"cem": {"samples": 1000, "iterations": 6}, "random": {"samples": 3000}},
+    planner_defaults={"cem": {"samples": 1000, "iterations": 6}, "random": {"samples": 3000},
+                      "icem": {"samples": 500, "iterations": 5}, "mppi": _MPPI_SWINGUP},
 ))
 
 register_task(Task(
@@ -191,7 +201,8 @@ register_task(Task(
     episode_steps=100,
     success=HoldCriterion((0, 1, 2), (0.0, 0.0, 0.0), (0.1, 0.1, 0.2), (False, False, True), 1.0),
     horizon=30,
-    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000},
+                      "icem": {"samples": 200}, "mppi": {"samples": 300, "temperature": 0.01}},
 ))
 
 register_task(Task(
@@ -205,7 +216,8 @@ register_task(Task(
     episode_steps=100,
     success=HoldCriterion((0, 1), (0.0, 0.0), (0.1, 0.1), (False, False), 1.0),
     horizon=30,
-    planner_defaults={"cem": {"samples": 200, "iterations": 5}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 200, "iterations": 5}, "random": {"samples": 1000},
+                      "icem": {"samples": 200}, "mppi": {"samples": 300, "temperature": 0.01}},
 ))
 
 register_task(dataclasses.replace(
@@ -213,6 +225,7 @@ register_task(dataclasses.replace(
     name="cartpole-swingup-mj",
     description="cartpole-swingup on MuJoCo physics (our MJCF twin of the analytic cart-pole).",
     make_dynamics=_mujoco("cartpole.xml", frame_skip=2),
-    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000},
+                      "icem": {"samples": 200, "iterations": 4}, "mppi": _MPPI_CARTPOLE},
     asset=os.path.join(_ASSETS, "cartpole.xml"),
 ))

@@ -185,7 +185,7 @@ class ICEM(SamplingPlanner):
             start += k
         last = i == c.iterations - 1
         if last and c.add_mean and start < n:
-            U[start] = self._mean
+            np.clip(self._mean, self._low, self._high, out=U[start])  # averaging may round 1 ulp out
             start += 1
         if start < n:
             noise = colored_noise(c.beta, n - start, H, nu, seed)
@@ -202,5 +202,5 @@ class ICEM(SamplingPlanner):
 
     def result(self, x0, best, best_cost):
         if self._execute is Execute.MEAN:
-            return self._evaluate(x0, self._mean.copy())
+            return self._evaluate(x0, np.clip(self._mean, self._low, self._high))
         return best, best_cost, None

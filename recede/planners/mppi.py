@@ -122,9 +122,14 @@ class MPPI(SamplingPlanner):
         self.covariance = cov
         self._diagonal = bool(np.all(cov == np.diag(np.diag(cov))))
         self._std = np.tile(np.sqrt(np.diag(cov)), (H, 1))
-        self._chol = np.linalg.cholesky(cov)
-        self._sigma_inv = np.linalg.inv(cov)
-        self._sigma_inv = 0.5 * (self._sigma_inv + self._sigma_inv.T)
+        if self._diagonal:  # a zero-width action bound explores nothing and costs nothing
+            var = np.diag(cov)
+            self._chol = np.diag(np.sqrt(var))
+            self._sigma_inv = np.diag(np.divide(1.0, var, out=np.zeros_like(var), where=var > 0))
+        else:
+            self._chol = np.linalg.cholesky(cov)
+            self._sigma_inv = np.linalg.inv(cov)
+            self._sigma_inv = 0.5 * (self._sigma_inv + self._sigma_inv.T)
         self._mean = np.empty((H, nu))
         self._new = np.empty((H, nu))
         self._weights = np.empty(self._U.shape[0])
@@ -164,6 +169,7 @@ class MPPI(SamplingPlanner):
         if ess == 0.0:  # every sample diverged: keep the mean
             return float("nan")
         weighted_mean(U, w, self._new)
+        np.clip(self._new, self._low, self._high, out=self._new)  # a convex combination, up to rounding
         if c.filter_window:
             from scipy.signal import savgol_filter
 
