@@ -17,7 +17,7 @@ import numpy as np
 
 from recede.errors import InvalidArgumentError
 from recede.models.base import as_sequence
-from recede.problem import IterLog, Plan, Problem, Status
+from recede.problem import IterLog, Plan, Problem, Status, needs_sensors
 
 
 @runtime_checkable
@@ -185,5 +185,9 @@ class SamplingPlanner:
 
     def _evaluate(self, x0, actions: np.ndarray):
         """Cost and states of one sequence (for planners that execute a mean, not a sample)."""
-        cost, X = self.problem.evaluate(x0, actions[None], return_states=True)
-        return actions, float(cost[0]), X[0]
+        p = self.problem
+        if needs_sensors(p.cost):
+            cost, X = p.evaluate(x0, actions[None], return_states=True)
+            return actions, float(cost[0]), X[0]
+        # inputs already validated: the fused cost kernel and one rollout for the states
+        return actions, float(p.costs(x0, actions[None])[0]), p.dynamics.rollout(x0, actions[None])[0]
