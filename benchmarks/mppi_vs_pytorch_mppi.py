@@ -13,7 +13,10 @@ one torch thread and for ours on one and on two Numba threads; then the time rat
 
     pip install pytorch-mppi
     python benchmarks/mppi_vs_pytorch_mppi.py [--steps 200 --seeds 0..4 --samples 500 --horizon 15
-                                               --temperature 1.0 --noise-std 1.0]
+                                               --temperature 1.0 --noise-std 1.0 --nominal-sample]
+
+By default our noise-free nominal sample is off, as pytorch-mppi has none: with it, the mean
+sitting at the hanging equilibrium (a local optimum over 15 steps) is never left.
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def run_ours(task, args, seed, threads):
     env = task.make_env()
     problem = task.problem(args.horizon)
     planner = MPPI(problem, samples=args.samples, temperature=args.temperature,
-                   noise_std=args.noise_std, control_cost=1.0, iterations=1)
+                   noise_std=args.noise_std, control_cost=1.0, iterations=1,
+                   nominal_sample=args.nominal_sample)
     mpc = MPC(planner, rng=seed)
     env.reset(seed=seed)
     planner.plan(task.state_of(env), rng=0)  # compile / load the kernels outside the clock
@@ -110,6 +114,8 @@ def main():
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--noise-std", type=float, default=1.0,
                     help="exploration std as a fraction of the torque half-range")
+    ap.add_argument("--nominal-sample", action=argparse.BooleanOptionalAction, default=False,
+                    help="keep our noise-free nominal sample (pytorch-mppi has none; default: off)")
     args = ap.parse_args()
     task = get_task("pendulum-swingup")
     try:
@@ -119,7 +125,8 @@ def main():
         have_peer = False
         print("pytorch-mppi is not installed (pip install pytorch-mppi): running ours only")
     print(f"pendulum-swingup, {args.steps} steps, samples {args.samples}, horizon {args.horizon}, "
-          f"temperature {args.temperature:g}, noise std {args.noise_std:g} x half-range")
+          f"temperature {args.temperature:g}, noise std {args.noise_std:g} x half-range, "
+          f"our nominal sample {'on' if args.nominal_sample else 'off'}")
     print(f"{'planner':<26}{'seed':>5}{'ms/command':>12}{'closed-loop cost':>18}")
     rows = {}
     runners = [("recede MPPI, 1 thread", lambda s: run_ours(task, args, s, 1)),

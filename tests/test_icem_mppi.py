@@ -69,6 +69,17 @@ def test_mppi_update_is_the_path_integral_average(temperature, control_cost):
     assert plan.cost == pytest.approx(problem.evaluate(np.zeros(1), plan.actions[None])[0], rel=1e-12)
 
 
+def test_mppi_without_the_nominal_sample_draws_every_row():
+    problem, rec = action_problem(quad(0.4), H=5)
+    warm = np.full((5, 1), 0.25)
+    plan = MPPI(problem, samples=32, temperature=0.2, nominal_sample=False, noise_std=0.3).plan(
+        np.zeros(1), warm_start=warm, rng=1)
+    U, costs = rec.batches[0]
+    assert not np.any(np.all(U == warm, axis=(1, 2)))  # no row is the noise-free mean
+    expected = path_integral(U, costs, warm, 0.2, 1.0, np.eye(1) / 0.3 ** 2)
+    np.testing.assert_allclose(plan.actions, expected, rtol=1e-10, atol=1e-12)
+
+
 def test_mppi_temperature_limits_best_sample_and_mean():
     problem, rec = action_problem(quad(0.3), H=4)
     cold = MPPI(problem, samples=200, temperature=1e-9, control_cost=0.0).plan(np.zeros(1), rng=0)

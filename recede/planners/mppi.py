@@ -1,7 +1,7 @@
 """Model-predictive path integral control (Williams et al. 2017, information-theoretic form).
 
 Each iteration samples ``U_b = clip(mean + eps_b)`` with ``eps ~ N(0, Sigma)`` per time step
-(row 0 is the mean itself, noise-free), scores
+(row 0 is the mean itself, noise-free, unless ``nominal_sample=False``), scores
 
     S_b = cost_b + control_cost * temperature * sum_t mean_t' Sigma^-1 (U_bt - mean_t),
 
@@ -42,6 +42,8 @@ class MPPIConfig:
         or None for diag((noise_std * half-range)^2).
     control_cost: weight of the control-cost term as a multiple of the temperature (1 is the
         information-theoretic MPPI of Williams et al.; 0 drops the term).
+    nominal_sample: keep the mean itself, noise-free, as sample 0 (True); False samples every row
+        (as pytorch-mppi does): the average can then leave a local optimum the mean sits in.
     smoothing: in [0, 1): mean = smoothing * old + (1 - smoothing) * path-integral average.
     anneal: in (0, 1]: iteration i explores with anneal^i times the noise (coarse to fine
         within a plan, as in DIAL-MPC's annealing); the control-cost term uses that
@@ -60,6 +62,7 @@ class MPPIConfig:
     control_cost: float = 1.0
     beta: float = 0.0
     anneal: float = 1.0
+    nominal_sample: bool = True
     smoothing: float = 0.0
     filter_window: int = 0
     filter_order: int = 2
@@ -79,6 +82,8 @@ class MPPIConfig:
                 f"control_cost must be a finite number >= 0, got {self.control_cost!r}")
         check_fraction("smoothing", self.smoothing, low_open=False, high_open=True)
         check_fraction("anneal", self.anneal)
+        if not isinstance(self.nominal_sample, bool):
+            raise InvalidArgumentError(f"nominal_sample must be True or False, got {self.nominal_sample!r}")
         if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
                 or not (0 <= self.beta < math.inf):
             raise InvalidArgumentError(f"beta must be a finite number >= 0, got {self.beta!r}")
@@ -147,17 +152,18 @@ class MPPI(SamplingPlanner):
     def sample(self, i: int, seed: int, U: np.ndarray) -> None:
         n, H, nu = U.shape
         self._scale = self.config.anneal ** i
-        if n == 1:
+        start = 1 if self.config.nominal_sample else 0
+        if n == start:
             return
         if self._diagonal and self.config.beta == 0:
             std = self._std if self._scale == 1.0 else self._std * self._scale
-            sample_gaussian(self._mean, std, self._low, self._high, seed, U, 1)
+            sample_gaussian(self._mean, std, self._low, self._high, seed, U, start)
             return
-        z = colored_noise(self.config.beta, n - 1, H, nu, seed)
+        z = colored_noise(self.config.beta, n - start, H, nu, seed)
         eps = z * self._std if self._diagonal else z @ self._chol.T
         if self._scale != 1.0:
             eps *= self._scale
-        np.clip(self._mean + eps, self._low, self._high, out=U[1:])
+        np.clip(self._mean + eps, self._low, self._high, out=U[start:])
 
     def update(self, U: np.ndarray, costs: np.ndarray) -> float:
         c = self.config
