@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--steps", type=int, default=None,
                      help="closed-loop steps (default: the task's episode length)")
     run.add_argument("--horizon", type=int, default=None,
-                     help="planning horizon in steps (default: the task's horizon)")
+                     help="planning horizon in steps (default: the task's horizon for this planner)")
     run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
     run.add_argument("--iterations", type=int, default=None, help="planner iterations per plan")
     run.add_argument("--elite-fraction", type=float, default=None,
@@ -345,6 +345,7 @@ def _episode(task, planner_name: str, options: dict, *, seed: int, steps: int, h
     from recede.planners.registry import make_planner
 
     robot = isinstance(task, GymTask)
+    horizon = task.horizon_for(planner_name) if horizon is None else horizon
     env = task.make_env(render_mode=render)
     try:
         problem = task.problem(horizon, env=env) if robot else task.problem(horizon)
@@ -525,6 +526,7 @@ def _cmd_compare(args) -> int:
         if json_out:
             outputs.append(json_out)
         runs: dict[str, list] = {n: [] for n in args.planners}
+        horizons: dict[str, int] = {}
         total = len(args.planners) * len(args.seeds) * min(steps, task.episode_steps)
         with tqdm(total=total, file=sys.stderr, disable=args.no_progress, desc=f"{task.name} compare",
                   unit="step", dynamic_ncols=True) as bar:
@@ -536,14 +538,15 @@ def _cmd_compare(args) -> int:
                         replan_every=args.replan_every, time_budget=time_budget,
                         realtime=args.realtime, on_step=lambda t, env: bar.update(1))
                     runs[name].append(log)
-        table = [_compare_row(name, runs[name]) for name in args.planners]
+                horizons[name] = problem.horizon
+        table = [dict(_compare_row(name, runs[name]), horizon=horizons[name]) for name in args.planners]
         from recede.plotting import plot_comparison
 
         plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
                                                     f"{steps} steps")
         if json_out:
             record = {
-                "task": task.name, "seeds": args.seeds, "steps": steps, "horizon": problem.horizon,
+                "task": task.name, "seeds": args.seeds, "steps": steps, "horizons": horizons,
                 "deadline_ms": args.deadline_ms, "options": options, "table": table,
                 "runs": {n: [dict(seed=s, **log.summary()) for s, log in zip(args.seeds, runs[n])]
                          for n in args.planners},
@@ -557,9 +560,11 @@ def _cmd_compare(args) -> int:
         for out in outputs:
             out.discard()
 
-    head = ("planner", "success", "return (mean ± std)", "plan ms median", "plan ms p99", "samples/plan")
+    head = ("planner", "horizon", "success", "return (mean ± std)", "plan ms median", "plan ms p99",
+            "samples/plan")
     body = [(
         r["planner"],
+        str(r["horizon"]),
         "n/a" if r["success_rate"] is None else f"{r['successes']}/{r['runs']}",
         f"{r['return_mean']:.4g} ± {r['return_std']:.2g}",
         _fmt_ms(r["plan_ms_median"]).replace(" ms", ""),
@@ -567,8 +572,8 @@ def _cmd_compare(args) -> int:
         "n/a" if r["samples_per_plan"] is None else f"{r['samples_per_plan']:.0f}",
     ) for r in table]
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
-    print(f"{task.name}: {len(args.seeds)} seeds ({_seeds_text(args.seeds)}), {steps} steps, "
-          f"horizon {problem.horizon}" + (f", deadline {args.deadline_ms:g} ms" if args.deadline_ms else ""))
+    print(f"{task.name}: {len(args.seeds)} seeds ({_seeds_text(args.seeds)}), {steps} steps"
+          + (f", deadline {args.deadline_ms:g} ms" if args.deadline_ms else ""))
     for row in (head, *body):
         print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
     for name in args.planners:
@@ -636,7 +641,8 @@ def _cmd_tasks(args) -> int:
         else:
             print(f"  nx={d.nx} nu={d.nu}  (MuJoCo state [qpos, qvel, act])")
         print(f"  episode: {task.episode_steps} steps = {seconds:g} s (dt {d.dt:g} s)"
-              f"  default horizon: {task.horizon} steps")
+              f"  default horizon: {task.horizon} steps"
+              + "".join(f" ({p}: {h})" for p, h in sorted(task.planner_horizons.items())))
         print(f"  success: {task.describe_success(names)}")
         for planner, opts in sorted(task.planner_defaults.items()):
             shown = " ".join(f"{k}={v}" for k, v in opts.items())

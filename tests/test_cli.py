@@ -108,6 +108,12 @@ def test_default_horizon_is_the_tasks(capsys, tmp_path):
     record, _ = run_json(capsys, tmp_path, "double-integrator", "--planner", "random",
                          "--steps", "1", "--samples", "4", "--no-progress")
     assert record["horizon"] == get_task("double-integrator").horizon
+    # a planner with its own default horizon on this task gets it
+    task = get_task("pendulum-swingup")
+    assert task.planner_horizons["mppi"] != task.horizon
+    record, _ = run_json(capsys, tmp_path, "pendulum-swingup", "--planner", "mppi",
+                         "--steps", "1", "--samples", "4", "--no-progress")
+    assert record["horizon"] == task.horizon_for("mppi") == task.planner_horizons["mppi"]
 
 
 def test_same_seed_same_run(capsys, tmp_path):
@@ -191,6 +197,7 @@ def test_compare_prints_a_table_and_draws_a_chart(capsys, tmp_path):
     assert json.loads(solo.read_text())["return"] == pytest.approx(record["runs"]["cem"][1]["return"])
     header = next(line for line in out.splitlines() if line.startswith("planner"))
     assert "success" in header and "plan ms median" in header and "plan ms p99" in header
+    assert [r["horizon"] for r in record["table"]] == [6, 6, 6] and record["horizons"]["mppi"] == 6
     assert sum(line.split()[0] in ("cem", "icem", "mppi") for line in out.splitlines()) == 3
     assert sorted(os.listdir(tmp_path)) == ["bars.png", "cmp.json", "solo.json"]
 

@@ -222,6 +222,11 @@ class GymTask:
     reach_tolerance: float = 0.02
     max_speed: float | None = 100.0
     planner_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    planner_horizons: dict[str, int] = field(default_factory=dict)
+
+    def horizon_for(self, planner: str) -> int:
+        """The default horizon for ``planner`` (``planner_horizons``, else ``horizon``)."""
+        return int(self.planner_horizons.get(planner, self.horizon))
 
     def make_env(self, render_mode: str | None = None, **kwargs):
         import gymnasium as gym

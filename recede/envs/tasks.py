@@ -70,6 +70,12 @@ class Task:
     horizon: int
     planner_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     asset: str | None = None  # MJCF path for tasks on MuJoCo (their env is MujocoTaskEnv)
+    planner_horizons: dict[str, int] = field(default_factory=dict)  # where a planner wants its own
+
+    def horizon_for(self, planner: str) -> int:
+        """The default horizon for ``planner``: its own entry in ``planner_horizons``, else the
+        task's ``horizon``."""
+        return int(self.planner_horizons.get(planner, self.horizon))
 
     @property
     def gym_id(self) -> str:
@@ -158,6 +164,9 @@ register_task(Task(
     horizon=30,
     planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000},
                       "icem": {"samples": 300, "iterations": 4}, "mppi": _MPPI_SWINGUP},
+    # MPPI's averaged plan swings up more slowly: at 30 steps it held on 6 of seeds 0..9, at 40 on
+    # all 10 (CEM and iCEM did worse at 40: 8 of 10 each)
+    planner_horizons={"mppi": 40},
 ))
 
 register_task(Task(
