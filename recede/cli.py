@@ -85,7 +85,12 @@ def _add_option_flag(parser) -> None:
                              "--option execute=mean (repeatable)")
 
 
-def _add_anytime_flags(parser) -> None:
+def _add_loop_flags(parser) -> None:
+    """The closed loop's flags, shared by run and compare."""
+    parser.add_argument("--steps", type=int, default=None,
+                        help="closed-loop steps per run (default: the task's episode length)")
+    parser.add_argument("--horizon", type=int, default=None,
+                        help="planning horizon in steps (default: the task's horizon for the planner)")
     parser.add_argument("--deadline-ms", type=float, default=None,
                         help="anytime planning: stop every plan after this many ms and act on "
                              "the best plan found by then")
@@ -150,10 +155,6 @@ def build_parser() -> argparse.ArgumentParser:
                      help="planner name (see 'recede planners'; default: cem)")
     run.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seed of the initial state and of the planner (default: 0)")
-    run.add_argument("--steps", type=int, default=None,
-                     help="closed-loop steps (default: the task's episode length)")
-    run.add_argument("--horizon", type=int, default=None,
-                     help="planning horizon in steps (default: the task's horizon for this planner)")
     run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
     run.add_argument("--iterations", type=int, default=None, help="planner iterations per plan")
     run.add_argument("--elite-fraction", type=float, default=None,
@@ -165,7 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--beta", type=float, default=None,
                      help="colour of the sampling noise, 1/f^beta (icem)")
     _add_option_flag(run)
-    _add_anytime_flags(run)
+    _add_loop_flags(run)
     run.add_argument("--json", metavar="PATH", default=None,
                      help="write the run (summary, options and per-step log) as JSON to PATH")
     run.add_argument("--plot", metavar="PATH.png", default=None,
@@ -189,13 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                          help="comma-separated planner names (default: cem,icem,mppi)")
     compare.add_argument("--seeds", default="0..4", type=_seed_list,
                          help="seeds as A..B (inclusive) or a comma list (default: 0..4)")
-    compare.add_argument("--steps", type=int, default=None,
-                         help="closed-loop steps per run (default: the task's episode length)")
-    compare.add_argument("--horizon", type=int, default=None,
-                         help="planning horizon in steps (default: the task's horizon)")
     compare.add_argument("--option", action="append", default=[], metavar="PLANNER.NAME=VALUE",
                          help="set an option of one planner, e.g. mppi.temperature=0.3 (repeatable)")
-    _add_anytime_flags(compare)
+    _add_loop_flags(compare)
     compare.add_argument("--plot", metavar="PATH.png", default=None,
                          help="where to draw the bar chart (default: compare-TASK.png)")
     compare.add_argument("--json", metavar="PATH", default=None,
@@ -291,19 +288,6 @@ def _planner_options(task, planner: str, args=None, extra: dict | None = None) -
     return options
 
 
-def _check_options(planner: str, options: dict) -> None:
-    """Refuse unknown or bad options before anything runs (make_planner's own checks)."""
-    from recede.errors import InvalidArgumentError
-    from recede.planners.registry import planner_class, planner_options
-
-    known = planner_options(planner)
-    unknown = sorted(set(options) - set(known))
-    if unknown:
-        raise InvalidArgumentError(
-            f"planner {planner!r} has no option {unknown[0]!r}; its options: {', '.join(known)}")
-    planner_class(planner)[1](**options)
-
-
 def _check_loop_args(args) -> None:
     """Refuse a bad horizon or replanning period before any output."""
     from recede.errors import InvalidArgumentError
@@ -373,6 +357,7 @@ def _cmd_run(args) -> int:
     from recede.envs import get_task
     from recede.envs.robots import GymTask
     from recede.planners.base import check_positive_int
+    from recede.planners.registry import planner_config
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
@@ -384,7 +369,7 @@ def _cmd_run(args) -> int:
     if args.video and not args.video.lower().endswith(".mp4"):
         raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
     options = _planner_options(task, args.planner, args, _parse_options(args.option, "--option", False))
-    _check_options(args.planner, options)
+    planner_config(args.planner, **options)  # refuse bad options before any output
     _check_loop_args(args)
     time_budget = _time_budget(args)
 
@@ -497,7 +482,7 @@ def _cmd_compare(args) -> int:
 
     from recede.envs import get_task
     from recede.planners.base import check_positive_int
-    from recede.planners.registry import planner_class
+    from recede.planners.registry import planner_class, planner_config
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
@@ -513,7 +498,7 @@ def _cmd_compare(args) -> int:
     _check_loop_args(args)
     time_budget = _time_budget(args)
     for name in args.planners:  # every planner's options are checked before the first run
-        _check_options(name, options[name])
+        planner_config(name, **options[name])
     plot_path = args.plot or f"compare-{task.name}.png"
     if not plot_path.lower().endswith(".png"):
         raise _UsageError(f"argument --plot: the path must end in .png, got {plot_path!r}")

@@ -179,14 +179,10 @@ def _jac_cartpole(x, u, p, Jx, Ju):
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
-def _acrobot_terms(x, u, p):
-    """Inverse mass matrix entries, accelerations and the shared coefficient ``a = m2 l1 lc2``."""
-    m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
-    th1, th2, qd1, qd2 = x[0], x[1], x[2], x[3]
+def _acrobot_solve(s1, s2, c2, s12, qd1, qd2, u0, m1, m2, l1, lc1, lc2, I1, I2, g):
+    """M^-1 entries, accelerations and ``a = m2 l1 lc2`` from the angles' sines and cosines
+    (shared by the per-sample terms and the lane step, so both give the same bits)."""
     a = m2 * l1 * lc2
-    s1 = sincos(th1)[0]
-    s2, c2 = sincos(th2)
-    s12 = sincos(th1 + th2)[0]
     m11 = I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2
     m12 = I2 + a * c2
     m22 = I2
@@ -200,10 +196,19 @@ def _acrobot_terms(x, u, p):
         + m2 * g * lc2 * s12
         + a * s2 * (2.0 * qd1 + qd2) * qd2
     )
-    r2 = m2 * g * lc2 * s12 + u[0] - a * s2 * qd1 * qd1
+    r2 = m2 * g * lc2 * s12 + u0 - a * s2 * qd1 * qd1
     qdd1 = i11 * r1 + i12 * r2
     qdd2 = i12 * r1 + i22 * r2
     return i11, i12, i22, qdd1, qdd2, a
+
+
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _acrobot_terms(x, u, p):
+    """Inverse mass matrix entries, accelerations and the shared coefficient ``a = m2 l1 lc2``."""
+    th1, th2 = x[0], x[1]
+    s2, c2 = sincos(th2)
+    return _acrobot_solve(sincos(th1)[0], s2, c2, sincos(th1 + th2)[0], x[2], x[3], u[0],
+                          p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8])
 
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
@@ -490,25 +495,10 @@ def _lanes_cartpole(p, h, substeps, x, u, n):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _rhs_acrobot(th1, th2, qd1, qd2, u0, m1, m2, l1, lc1, lc2, I1, I2, g):
-    # _acrobot_terms, expression for expression
-    a = m2 * l1 * lc2
-    s1 = sincos_poly(th1)[0]
     s2, c2 = sincos_poly(th2)
-    s12 = sincos_poly(th1 + th2)[0]
-    m11 = I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2
-    m12 = I2 + a * c2
-    m22 = I2
-    det = m11 * m22 - m12 * m12
-    i11 = m22 / det
-    i12 = -m12 / det
-    i22 = m11 / det
-    r1 = (
-        (m1 * lc1 + m2 * l1) * g * s1
-        + m2 * g * lc2 * s12
-        + a * s2 * (2.0 * qd1 + qd2) * qd2
-    )
-    r2 = m2 * g * lc2 * s12 + u0 - a * s2 * qd1 * qd1
-    return qd1, qd2, i11 * r1 + i12 * r2, i12 * r1 + i22 * r2
+    _, _, _, qdd1, qdd2, _ = _acrobot_solve(sincos_poly(th1)[0], s2, c2, sincos_poly(th1 + th2)[0],
+                                            qd1, qd2, u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+    return qd1, qd2, qdd1, qdd2
 
 
 @numba.njit(cache=True, error_model="numpy")

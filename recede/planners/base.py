@@ -37,12 +37,13 @@ def as_generator(rng) -> np.random.Generator:
 
 
 def shift_actions(actions: np.ndarray, n: int) -> np.ndarray:
-    """Drop the first ``n`` actions of ``(H, nu)`` and repeat the last one to keep length H."""
+    """Drop the first ``n`` actions of ``(..., H, nu)`` and repeat the last one to keep length H
+    (a batch of sequences shifts at once)."""
     a = np.asarray(actions, dtype=np.float64)
     if n <= 0:
         return a.copy()
-    n = min(n, a.shape[0])
-    return np.concatenate([a[n:], np.repeat(a[-1:], n, axis=0)])
+    n = min(n, a.shape[-2])
+    return np.concatenate([a[..., n:, :], np.repeat(a[..., -1:, :], n, axis=-2)], axis=-2)
 
 
 @contextlib.contextmanager
@@ -66,6 +67,24 @@ def kernel_threads(dynamics):
 def check_positive_int(name: str, value, minimum: int = 1) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InvalidArgumentError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def check_number(name: str, value, minimum: float = 0.0, *, strict: bool = False) -> None:
+    """A finite real ``value >= minimum`` (``> minimum`` when ``strict``); booleans refused."""
+    ok = (not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
+          and math.isfinite(value) and (value > minimum if strict else value >= minimum))
+    if not ok:
+        raise InvalidArgumentError(
+            f"{name} must be a finite number {'>' if strict else '>='} {minimum:g}, got {value!r}")
+
+
+def check_std_range(init_std, min_std) -> None:
+    """The sampling std options of CEM and iCEM: both finite and >= 0, min_std <= init_std."""
+    check_number("init_std", init_std)
+    check_number("min_std", min_std)
+    if min_std > init_std:
+        raise InvalidArgumentError(
+            f"min_std must be <= init_std, got min_std={min_std}, init_std={init_std}")
 
 
 def check_fraction(name: str, value, *, low_open=True, high_open=False) -> None:

@@ -6,9 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recede.errors import InvalidArgumentError
 from recede.planners._kernels import elite_refit, sample_gaussian
-from recede.planners.base import SamplingPlanner, check_fraction, check_positive_int
+from recede.planners.base import SamplingPlanner, check_fraction, check_positive_int, check_std_range
 from recede.problem import Problem
 
 
@@ -34,14 +33,7 @@ class CEMConfig:
         check_positive_int("iterations", self.iterations)
         check_fraction("elite_fraction", self.elite_fraction)
         check_fraction("smoothing", self.smoothing, low_open=False, high_open=True)
-        for name in ("init_std", "min_std"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v >= 0 or v == float("inf"):
-                raise InvalidArgumentError(f"{name} must be a finite number >= 0, got {v!r}")
-        if self.min_std > self.init_std:
-            raise InvalidArgumentError(
-                f"min_std must be <= init_std, got min_std={self.min_std}, init_std={self.init_std}"
-            )
+        check_std_range(self.init_std, self.min_std)
 
     @property
     def n_elite(self) -> int:

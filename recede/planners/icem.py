@@ -23,7 +23,9 @@ import numpy as np
 
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import elite_refit, fill_normal
-from recede.planners.base import SamplingPlanner, check_fraction, check_positive_int, shift_actions
+from recede.planners.base import (
+    SamplingPlanner, check_fraction, check_number, check_positive_int, check_std_range, shift_actions,
+)
 from recede.problem import Problem
 
 
@@ -60,8 +62,7 @@ def colored_noise(beta: float, n: int, H: int, nu: int, seed: int) -> np.ndarray
 
     Deterministic in ``seed`` (counter-based normals, see ``recede.planners._kernels``).
     """
-    if not (isinstance(beta, (int, float)) and math.isfinite(beta) and beta >= 0):
-        raise InvalidArgumentError(f"beta must be a finite number >= 0, got {beta!r}")
+    check_number("beta", beta)
     for name, v in (("n", n), ("H", H), ("nu", nu)):
         check_positive_int(name, v)
     if beta == 0 or H == 1:
@@ -115,14 +116,9 @@ class ICEMConfig:
         check_fraction("elite_fraction", self.elite_fraction)
         check_fraction("keep_elites", self.keep_elites, low_open=False)
         check_fraction("smoothing", self.smoothing, low_open=False, high_open=True)
-        for name, low in (("decay", 1.0), ("beta", 0.0), ("init_std", 0.0), ("min_std", 0.0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (low <= v < math.inf):
-                raise InvalidArgumentError(f"{name} must be a finite number >= {low:g}, got {v!r}")
-        if self.min_std > self.init_std:
-            raise InvalidArgumentError(
-                f"min_std must be <= init_std, got min_std={self.min_std}, init_std={self.init_std}"
-            )
+        check_number("decay", self.decay, 1.0)
+        check_number("beta", self.beta)
+        check_std_range(self.init_std, self.min_std)
         if not isinstance(self.add_mean, bool):
             raise InvalidArgumentError(f"add_mean must be True or False, got {self.add_mean!r}")
         try:
@@ -167,7 +163,7 @@ class ICEM(SamplingPlanner):
     def advance(self, n: int) -> None:
         check_positive_int("n", n, minimum=0)
         if n and self._memory.shape[0]:
-            self._memory = np.stack([shift_actions(u, n) for u in self._memory])
+            self._memory = shift_actions(self._memory, n)
 
     def begin(self, nominal: np.ndarray, warm: bool) -> None:
         self._mean[:] = nominal

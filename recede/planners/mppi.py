@@ -13,21 +13,15 @@ a high one the plain average. The update may be smoothed over time (Savitzky-Gol
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import mppi_weights, sample_gaussian, weighted_mean
-from recede.planners.base import SamplingPlanner, check_fraction, check_positive_int
+from recede.planners.base import SamplingPlanner, check_fraction, check_number, check_positive_int
 from recede.planners.icem import colored_noise
 from recede.problem import Problem
-
-
-def _finite_positive(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 < v < math.inf):
-        raise InvalidArgumentError(f"{name} must be a finite number > 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -70,23 +64,18 @@ class MPPIConfig:
     def __post_init__(self):
         check_positive_int("samples", self.samples)
         check_positive_int("iterations", self.iterations)
-        _finite_positive("temperature", self.temperature)
+        check_number("temperature", self.temperature, strict=True)
         std = np.atleast_1d(np.asarray(self.noise_std, dtype=np.float64)) if not isinstance(
             self.noise_std, (str, bool)) else np.array([np.nan])
         if std.ndim != 1 or not np.all(np.isfinite(std)) or np.any(std <= 0):
             raise InvalidArgumentError(
                 f"noise_std must be a number > 0 or one per action dimension, got {self.noise_std!r}")
-        if isinstance(self.control_cost, bool) or not isinstance(self.control_cost, (int, float)) \
-                or not (0 <= self.control_cost < math.inf):
-            raise InvalidArgumentError(
-                f"control_cost must be a finite number >= 0, got {self.control_cost!r}")
+        check_number("control_cost", self.control_cost)
         check_fraction("smoothing", self.smoothing, low_open=False, high_open=True)
         check_fraction("anneal", self.anneal)
         if not isinstance(self.nominal_sample, bool):
             raise InvalidArgumentError(f"nominal_sample must be True or False, got {self.nominal_sample!r}")
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) \
-                or not (0 <= self.beta < math.inf):
-            raise InvalidArgumentError(f"beta must be a finite number >= 0, got {self.beta!r}")
+        check_number("beta", self.beta)
         check_positive_int("filter_window", self.filter_window, minimum=0)
         check_positive_int("filter_order", self.filter_order, minimum=0)
         if self.filter_window and (self.filter_window % 2 == 0 or self.filter_window <= self.filter_order):

@@ -34,13 +34,18 @@ def planner_options(name: str) -> dict[str, object]:
     return {f.name: f.default for f in dataclasses.fields(config)}
 
 
-def make_planner(name: str, problem: Problem, **options):
-    """Build planner ``name`` on ``problem``; options not of this planner raise, naming them."""
-    cls, config = planner_class(name)
+def planner_config(name: str, **options):
+    """The validated config of planner ``name``; options not of this planner raise, naming them."""
+    _, config = planner_class(name)
     known = planner_options(name)
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise InvalidArgumentError(
             f"planner {name!r} has no option {unknown[0]!r}; its options: {', '.join(known)}"
         )
-    return cls(problem, config(**options))
+    return config(**options)
+
+
+def make_planner(name: str, problem: Problem, **options):
+    """Build planner ``name`` on ``problem``; options not of this planner raise, naming them."""
+    return planner_class(name)[0](problem, planner_config(name, **options))
