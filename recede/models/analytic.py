@@ -100,6 +100,8 @@ __all__ = [
     "step_kernel",
     "linearize_kernel",
     "step_one",
+    "energy_one",
+    "energy_kernel",
 ]
 
 PENDULUM = 0
@@ -338,6 +340,43 @@ def _f_jac(sys_id, x, u, p, Jx, Ju):
         _jac_double_integrator(x, u, Jx, Ju)
     else:
         raise ValueError("unknown analytic sys_id")
+
+
+# ----------------------------------------------------------------------------------------------
+# Mechanical energy (pendulum, cart-pole, acrobot)
+# ----------------------------------------------------------------------------------------------
+
+
+@numba.njit(cache=True, error_model="numpy")
+def energy_one(sys_id, p, x):
+    """Total mechanical energy (kinetic + potential, zero height at the pivot) of one state of
+    ``sys_id``; NaN for systems without one (unicycle, double integrator)."""
+    if sys_id == PENDULUM:
+        m, l, g = p[0], p[1], p[2]
+        return 0.5 * m * l * l * x[1] * x[1] + m * g * l * math.cos(x[0])
+    if sys_id == CARTPOLE:
+        mc, mp, l, g = p[0], p[1], p[2], p[3]
+        c = math.cos(x[1])
+        xd, thd = x[2], x[3]
+        # pole mass at (x + l sin th, l cos th): speed^2 = xd^2 + 2 l c xd thd + l^2 thd^2
+        return (0.5 * mc * xd * xd + 0.5 * mp * (xd * xd + 2.0 * l * c * xd * thd + l * l * thd * thd)
+                + mp * g * l * c)
+    if sys_id == ACROBOT:
+        m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
+        c2 = math.cos(x[1])
+        a = m2 * l1 * lc2
+        qd1, qd2 = x[2], x[3]
+        kinetic = 0.5 * ((I1 + I2 + m2 * l1 * l1 + 2.0 * a * c2) * qd1 * qd1
+                         + 2.0 * (I2 + a * c2) * qd1 * qd2 + I2 * qd2 * qd2)
+        return kinetic + g * ((m1 * lc1 + m2 * l1) * math.cos(x[0]) + m2 * lc2 * math.cos(x[0] + x[1]))
+    return np.nan
+
+
+@numba.njit(cache=True, parallel=True, error_model="numpy")
+def energy_kernel(sys_id, p, X, out):
+    """``out[i] = energy_one(sys_id, p, X[i])`` for X: (N, nx)."""
+    for i in numba.prange(X.shape[0]):
+        out[i] = energy_one(sys_id, p, X[i])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -752,6 +791,7 @@ class AnalyticSystem:
     state_names: tuple[str, ...]
     action_names: tuple[str, ...]
     angle_dims: tuple[int, ...]
+    has_energy: bool = False  # whether ``energy`` (and ``energy_one``) is defined
 
     def __init__(
         self, *, params, action_low, action_high, dt: float, substeps: int, settings: dict
@@ -829,6 +869,20 @@ class AnalyticSystem:
         linearize_kernel(*self.kernel_args, X, U, A, B)
         return A, B
 
+    def energy(self, X) -> np.ndarray:
+        """Total mechanical energy of states ``X: (..., nx)`` -> ``(...)``: kinetic plus potential
+        with zero height at the (first) pivot, so upright rest is the maximum. Constant along
+        motion with no action (and no damping) up to the integrator's error."""
+        if not self.has_energy:
+            raise InvalidArgumentError(f"{self.name} has no mechanical energy defined")
+        X = np.asarray(X, dtype=np.float64)
+        if X.ndim == 0 or X.shape[-1] != self.nx:
+            raise InvalidArgumentError(f"X must have shape (..., {self.nx}), got {X.shape}")
+        flat = np.ascontiguousarray(X.reshape(-1, self.nx))
+        out = np.empty(flat.shape[0])
+        energy_kernel(self.sys_id, self.params, flat, out)
+        return out.reshape(X.shape[:-1])
+
     def diff(self, x0, x1) -> np.ndarray:
         """Tangent-space difference ``x1 - x0`` (angles are not wrapped)."""
         return np.asarray(x1, dtype=np.float64) - np.asarray(x0, dtype=np.float64)
@@ -850,6 +904,7 @@ class Pendulum(AnalyticSystem):
     state_names = ("theta", "theta_dot")
     action_names = ("torque",)
     angle_dims = (0,)
+    has_energy = True
 
     def __init__(self, *, m=1.0, l=1.0, g=9.81, b=0.0, max_torque=2.5, dt=0.05, substeps=1):
         m, l = _check_positive("m", m), _check_positive("l", l)
@@ -873,6 +928,7 @@ class CartPole(AnalyticSystem):
     state_names = ("x", "theta", "x_dot", "theta_dot")
     action_names = ("force",)
     angle_dims = (1,)
+    has_energy = True
 
     def __init__(self, *, mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2):
         mc, mp, l = _check_positive("mc", mc), _check_positive("mp", mp), _check_positive("l", l)
@@ -899,6 +955,7 @@ class Acrobot(AnalyticSystem):
     state_names = ("theta1", "theta2", "theta1_dot", "theta2_dot")
     action_names = ("elbow_torque",)
     angle_dims = (0, 1)
+    has_energy = True
 
     def __init__(
         self,

@@ -121,6 +121,25 @@ def acrobot_energy(m, x):
     return kinetic + potential
 
 
+def cartpole_energy(m, x):
+    # pole mass at (x + l sin th, l cos th)
+    _, th, xd, thd = x
+    vx, vy = xd + m.l * math.cos(th) * thd, -m.l * math.sin(th) * thd
+    return 0.5 * m.mc * xd**2 + 0.5 * m.mp * (vx**2 + vy**2) + m.mp * m.g * m.l * math.cos(th)
+
+
+ENERGY_REFS = {"pendulum": pendulum_energy, "cartpole": cartpole_energy, "acrobot": acrobot_energy}
+
+
+def power(name, m, x, u):
+    """Rate of work of the action (minus damping): dE/dt by the work-energy theorem."""
+    if name == "pendulum":
+        return (u[0] - m.b * x[1]) * x[1]
+    if name == "cartpole":
+        return u[0] * x[2]  # force on the cart times its speed
+    return u[0] * x[3]  # elbow torque times the elbow's relative rate
+
+
 # Every physical parameter given explicitly (not all defaults), so the references read them here
 # and not from the model's parameter array.
 CONFIGS = {
@@ -355,6 +374,39 @@ def test_acrobot_conserves_energy():
     E = np.array([acrobot_energy(ref_params, x) for x in X])
     assert abs(E[0]) > 1.0
     assert np.max(np.abs(E - E[0])) < 1e-6 * abs(E[0])
+
+
+@pytest.mark.parametrize("name", sorted(ENERGY_REFS))
+def test_energy_matches_the_geometric_reference(name):
+    m, ref_params = with_params(name)
+    X = random_states(m, np.random.default_rng(3), 20).reshape(4, 5, m.nx)
+    E = m.energy(X)
+    assert E.shape == (4, 5)
+    want = [[ENERGY_REFS[name](ref_params, x) for x in row] for row in X]
+    np.testing.assert_allclose(E, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(m.energy(X[0, 0]), want[0][0], rtol=1e-12)  # one state -> scalar
+
+
+@pytest.mark.parametrize("name", sorted(ENERGY_REFS))
+def test_energy_changes_by_the_work_of_the_action(name):
+    # work-energy theorem: E(x1) - E(x0) = integral of the power; trapezoid over a short step
+    m, ref_params = with_params(name, dt=1e-3, substeps=1)
+    rng = np.random.default_rng(4)
+    x0 = random_states(m, rng, 8)
+    U = random_actions(m, rng, (8,))
+    x1 = m.step(x0, U)
+    dE = m.energy(x1) - m.energy(x0)
+    work = [0.5 * m.dt * (power(name, ref_params, a, u) + power(name, ref_params, b, u))
+            for a, b, u in zip(x0, x1, U)]
+    assert np.max(np.abs(work)) > 1e-3
+    np.testing.assert_allclose(dE, work, rtol=1e-4, atol=1e-8)
+
+
+def test_energy_needs_a_mechanical_system_and_states():
+    with pytest.raises(InvalidArgumentError, match="unicycle has no mechanical energy"):
+        Unicycle().energy(np.zeros(3))
+    with pytest.raises(InvalidArgumentError, match=r"X must have shape \(\.\.\., 4\)"):
+        Acrobot().energy(np.zeros((2, 3)))
 
 
 def test_cartpole_pole_falls_toward_positive_theta_when_tilted():
