@@ -32,11 +32,17 @@ def test_planning_reward_equals_env_reward(gym_id, seed):
     np.testing.assert_allclose(r[0], R, rtol=0, atol=1e-9)
     np.testing.assert_array_equal(term[0], T)
     # and the summed cost is minus the episode return up to and including the terminating step,
-    # plus (InvertedPendulum) the terminal value of a state still alive at the end
+    # plus (InvertedPendulum) the terminal value of a state still alive at the end and
+    # (HalfCheetah) the planning-only penalty of the steps spent upside down
     value = 0.0
     if cost.terminal_value is not None and not T.any():
         value = cost.terminal_value(X[:, -1])[0]
-    np.testing.assert_allclose(cost(X, U, S)[0], -R.sum() - value, rtol=0, atol=1e-8)
+    penalty = 0.0
+    if cost.penalty is not None:
+        upside_down = np.abs(np.angle(np.exp(1j * X[0, 1:, 2]))) > np.pi / 2
+        penalty = cost.penalty(X, U, S)[0].sum()
+        np.testing.assert_array_equal(cost.penalty(X, U, S)[0] > 0, upside_down)
+    np.testing.assert_allclose(cost(X, U, S)[0], -R.sum() - value + penalty, rtol=0, atol=1e-8)
 
 
 def _env_position(gym_id, base):
@@ -99,6 +105,33 @@ def test_termination_masks_later_rewards():
     X = np.zeros((2, 5, 1))
     valued = RewardCost(lambda X, U, S: r, lambda X, S: term, terminal_value=lambda x: x[:, 0] + 7.0)
     np.testing.assert_array_equal(valued(X, None), [-3.0, -17.0])
+
+
+def test_penalty_is_planning_only_and_masked_like_rewards():
+    r = np.array([[1.0, 2.0, 3.0, 4.0], [1.0, 2.0, 3.0, 4.0]])
+    term = np.array([[False, True, False, True], [False, False, False, False]])
+    pen = np.array([[0.5, 0.25, 100.0, 100.0], [1.0, 0.0, 0.0, 2.0]])
+    cost = RewardCost(lambda X, U, S: r, lambda X, S: term, penalty=lambda X, U, S: pen)
+    np.testing.assert_array_equal(cost(None, None), [-3.0 + 0.75, -10.0 + 3.0])
+    np.testing.assert_array_equal(cost.rewards(None, None)[0], r)  # the env's reward, unchanged
+
+
+def test_half_cheetah_plans_against_flipping():
+    task = get_task("HalfCheetah-v5")
+    env = task.make_env()
+    problem = task.problem(horizon=3, env=env)
+    env.close()
+    X = np.zeros((3, 4, problem.nx))
+    X[:, :, 0] = np.arange(4) * 0.1  # 2 m/s forward at every step
+    X[1, 2, 2] = np.pi * 0.75  # upside down for one step
+    X[2, 1:, 2] = -np.pi * 1.25  # 3 steps at a wrapped angle of 0.75 pi
+    U = np.zeros((3, 3, problem.nu))
+    dt = problem.dynamics.dt
+    run = -3 * 0.1 / dt
+    from recede.envs.robots import HALF_CHEETAH_FLIP_PENALTY as P
+    np.testing.assert_allclose(problem.cost(X, U, None), [run, run + P, run + 3 * P])
+    r, _ = problem.cost.rewards(X, U, None)
+    np.testing.assert_allclose(r.sum(axis=1), -run)
 
 
 def test_names_and_gym_ids_resolve_to_the_same_task():
