@@ -13,9 +13,9 @@ let the elbow fold even when started 0.05 rad from upright).
   ``QuadraticCost`` plus energy shaping, which rewards pumping energy towards the goal's
   (Astrom and Furuta's swing-up idea, as a cost rather than a control law);
 - terminal ``l_T = min(1/2 e'P e, value_cap)`` with ``P`` the infinite-horizon LQR cost-to-go of
-  the linearisation at the goal (``lqr_value``): the standard terminal cost that makes a
-  short-horizon MPC stabilising, capped so that it says nothing far from the goal, where the
-  linearisation is meaningless.
+  the linearisation at the goal (``lqr_value``, via ``recede.planners.lqr.lqr_infinite``): the
+  standard terminal cost that makes a short-horizon MPC stabilising, capped so that it says
+  nothing far from the goal, where the linearisation is meaningless.
 
 ``e`` is ``QuadraticCost``'s error (angle errors ``2 sin(d / 2)``), ``E`` the model's mechanical
 energy (``AnalyticSystem.energy``).
@@ -27,11 +27,11 @@ import math
 
 import numba
 import numpy as np
-import scipy.linalg
 
 from recede.costs import QuadraticCost, _psd, _quad_state, quadratic_stage
 from recede.errors import InvalidArgumentError
 from recede.models.analytic import energy_one
+from recede.planners.lqr import lqr_infinite
 
 __all__ = ["SwingUpCost", "lqr_value"]
 
@@ -60,12 +60,10 @@ def lqr_value(dynamics, Q, R, *, x_goal, u_goal=None, tol: float = 1e-6) -> np.n
             f"{dynamics!r} (one step moves it by {drift:.3g})")
     A, B = dynamics.linearize(np.stack([x_goal, x_goal]), u_goal[None])
     try:
-        P = scipy.linalg.solve_discrete_are(A[0], B[0], Q, R)
-    except (np.linalg.LinAlgError, ValueError) as exc:
+        return lqr_infinite(A[0], B[0], Q, R)[1]
+    except InvalidArgumentError as exc:
         raise InvalidArgumentError(
-            f"no LQR value at x_goal={x_goal.tolist()}: the linearisation of {dynamics!r} is not "
-            f"stabilisable with these Q, R ({exc})") from None
-    return 0.5 * (P + P.T)
+            f"no LQR value at x_goal={x_goal.tolist()} for {dynamics!r}: {exc}") from None
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
