@@ -31,7 +31,7 @@ import numpy as np
 from recede.costs import QuadraticCost, _psd, _quad_state, quadratic_stage
 from recede.errors import InvalidArgumentError
 from recede.models.analytic import energy_one
-from recede.planners.lqr import lqr_infinite
+from recede.planners.lqr import lqr_at_equilibrium
 
 __all__ = ["SwingUpCost", "lqr_value"]
 
@@ -39,31 +39,8 @@ __all__ = ["SwingUpCost", "lqr_value"]
 def lqr_value(dynamics, Q, R, *, x_goal, u_goal=None, tol: float = 1e-6) -> np.ndarray:
     """``P`` of the infinite-horizon discrete LQR of ``dynamics`` linearised at
     ``(x_goal, u_goal)`` with stage cost ``1/2 dx'Q dx + 1/2 du'R du``: the cost-to-go is
-    ``1/2 dx'P dx`` (``P`` solves the discrete algebraic Riccati equation).
-
-    The goal must be an equilibrium (``step(x_goal, u_goal) == x_goal`` within ``tol``) and the
-    linearisation stabilisable; otherwise ``InvalidArgumentError``.
-    """
-    nx, nu = dynamics.nx, dynamics.nu
-    Q, R = _psd("Q", np.atleast_1d(Q), nx), _psd("R", np.atleast_1d(R), nu)
-    if np.linalg.eigvalsh(R).min() <= 0.0:
-        raise InvalidArgumentError(f"R must be positive definite for the LQR value, got {R}")
-    x_goal = np.asarray(x_goal, dtype=np.float64).reshape(-1)
-    u_goal = np.zeros(nu) if u_goal is None else np.asarray(u_goal, dtype=np.float64).reshape(-1)
-    if x_goal.shape != (nx,) or u_goal.shape != (nu,):
-        raise InvalidArgumentError(
-            f"x_goal and u_goal must have shapes ({nx},) and ({nu},), got {x_goal.shape} and {u_goal.shape}")
-    drift = np.abs(dynamics.step(x_goal, u_goal) - x_goal).max()
-    if not drift <= tol:
-        raise InvalidArgumentError(
-            f"x_goal={x_goal.tolist()} with u_goal={u_goal.tolist()} is not an equilibrium of "
-            f"{dynamics!r} (one step moves it by {drift:.3g})")
-    A, B = dynamics.linearize(np.stack([x_goal, x_goal]), u_goal[None])
-    try:
-        return lqr_infinite(A[0], B[0], Q, R)[1]
-    except InvalidArgumentError as exc:
-        raise InvalidArgumentError(
-            f"no LQR value at x_goal={x_goal.tolist()} for {dynamics!r}: {exc}") from None
+    ``1/2 dx'P dx``. See ``recede.planners.lqr.lqr_at_equilibrium`` for the checks."""
+    return lqr_at_equilibrium(dynamics, Q, R, x_goal=x_goal, u_goal=u_goal, tol=tol)[1]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")

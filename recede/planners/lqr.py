@@ -19,9 +19,10 @@ import numba
 import numpy as np
 import scipy.linalg
 
+from recede.costs import _psd
 from recede.errors import InvalidArgumentError
 
-__all__ = ["lqr_infinite", "tvlqr", "TVLQR"]
+__all__ = ["lqr_at_equilibrium", "lqr_infinite", "tvlqr", "TVLQR"]
 
 
 def _matrix(name: str, M, shape: tuple[int, ...]) -> np.ndarray:
@@ -153,6 +154,38 @@ def tvlqr_kernel(A, B, c, Q, q, R, r, Qf, qf, K, k, P, p, s):
             quad += ct[i] * (0.5 * (Pn[i] @ ct) + p[t + 1, i])
         s[t] = s[t + 1] + quad + 0.5 * (kt @ qu)
     return -1
+
+
+def lqr_at_equilibrium(dynamics, Q, R, *, x_goal, u_goal=None,
+                       tol: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+    """``(K, P)`` of the infinite-horizon discrete LQR of ``dynamics`` linearised at
+    ``(x_goal, u_goal)`` with stage cost ``1/2 dx'Q dx + 1/2 du'R du``: the cost-to-go is
+    ``1/2 dx'P dx`` (``P`` solves the discrete algebraic Riccati equation) and the optimal
+    control ``u = u_goal + K dx``. Q and R may be diagonals (1-D).
+
+    The goal must be an equilibrium (``step(x_goal, u_goal) == x_goal`` within ``tol``) and the
+    linearisation stabilisable; otherwise ``InvalidArgumentError``.
+    """
+    nx, nu = dynamics.nx, dynamics.nu
+    Q, R = _psd("Q", np.atleast_1d(Q), nx), _psd("R", np.atleast_1d(R), nu)
+    if np.linalg.eigvalsh(R).min() <= 0.0:
+        raise InvalidArgumentError(f"R must be positive definite for the LQR value, got {R}")
+    x_goal = np.asarray(x_goal, dtype=np.float64).reshape(-1)
+    u_goal = np.zeros(nu) if u_goal is None else np.asarray(u_goal, dtype=np.float64).reshape(-1)
+    if x_goal.shape != (nx,) or u_goal.shape != (nu,):
+        raise InvalidArgumentError(f"x_goal and u_goal must have shapes ({nx},) and ({nu},), "
+                                   f"got {x_goal.shape} and {u_goal.shape}")
+    drift = np.abs(dynamics.step(x_goal, u_goal) - x_goal).max()
+    if not drift <= tol:
+        raise InvalidArgumentError(
+            f"x_goal={x_goal.tolist()} with u_goal={u_goal.tolist()} is not an equilibrium of "
+            f"{dynamics!r} (one step moves it by {drift:.3g})")
+    A, B = dynamics.linearize(np.stack([x_goal, x_goal]), u_goal[None])
+    try:
+        return lqr_infinite(A[0], B[0], Q, R)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(
+            f"no LQR value at x_goal={x_goal.tolist()} for {dynamics!r}: {exc}") from None
 
 
 class TVLQR:
