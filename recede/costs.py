@@ -158,6 +158,18 @@ def _quadratic_cost_kernel(X, U, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, o
         out[b] = total
 
 
+def as_cost_batch(X, U, nx: int, nu: int) -> tuple[np.ndarray, np.ndarray]:
+    """Contiguous float64 ``X: (B, H+1, nx)`` and ``U: (B, H, nu)``, or a named shape error."""
+    X = np.ascontiguousarray(X, dtype=np.float64)
+    U = np.ascontiguousarray(U, dtype=np.float64)
+    if X.ndim != 3 or U.ndim != 3 or X.shape[2] != nx or U.shape[2] != nu or (
+        X.shape[:2] != (U.shape[0], U.shape[1] + 1)
+    ):
+        raise InvalidArgumentError(
+            f"cost expects X: (B, H+1, {nx}) and U: (B, H, {nu}), got {X.shape} and {U.shape}")
+    return X, U
+
+
 def _psd(name: str, M, n: int) -> np.ndarray:
     a = np.array(M, dtype=np.float64)
     if a.ndim == 1:
@@ -220,15 +232,7 @@ class QuadraticCost:
         return np.where(self._is_angle, 2.0 * np.sin(0.5 * wrapped), d)
 
     def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        U = np.ascontiguousarray(U, dtype=np.float64)
-        if X.ndim != 3 or U.ndim != 3 or X.shape[2] != self.nx or U.shape[2] != self.nu or (
-            X.shape[:2] != (U.shape[0], U.shape[1] + 1)
-        ):
-            raise InvalidArgumentError(
-                f"cost expects X: (B, H+1, {self.nx}) and U: (B, H, {self.nu}), "
-                f"got {X.shape} and {U.shape}"
-            )
+        X, U = as_cost_batch(X, U, self.nx, self.nu)
         out = np.empty(U.shape[0])
         _quadratic_cost_kernel(X, U, *self.kernel_args, out)
         return out

@@ -28,7 +28,7 @@ import math
 import numba
 import numpy as np
 
-from recede.costs import QuadraticCost, _psd, _quad_state, quadratic_stage
+from recede.costs import QuadraticCost, _psd, _quad_state, as_cost_batch, quadratic_stage
 from recede.errors import InvalidArgumentError
 from recede.models.analytic import energy_one
 from recede.planners.lqr import lqr_at_equilibrium
@@ -96,23 +96,12 @@ class SwingUpCost:
                           x_goal=self.quadratic.x_goal, u_goal=self.quadratic.u_goal)
         self.P = _psd("P", np.atleast_1d(P), self.nx)
         self._sys_id, self._p = int(dynamics.sys_id), dynamics.params
-        self.energy_goal = float(energy_one(self._sys_id, self._p, self.quadratic.x_goal))
+        self.energy = dynamics.energy  # the model's mechanical energy of states (..., nx)
+        self.energy_goal = float(self.energy(self.quadratic.x_goal))
         self._name = repr(dynamics)
 
-    def energy(self, X) -> np.ndarray:
-        X = np.asarray(X, dtype=np.float64)
-        return np.array([energy_one(self._sys_id, self._p, x) for x in X.reshape(-1, self.nx)]
-                        ).reshape(X.shape[:-1])
-
     def __call__(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
-        X = np.ascontiguousarray(X, dtype=np.float64)
-        U = np.ascontiguousarray(U, dtype=np.float64)
-        if X.ndim != 3 or U.ndim != 3 or X.shape[2] != self.nx or U.shape[2] != self.nu or (
-            X.shape[:2] != (U.shape[0], U.shape[1] + 1)
-        ):
-            raise InvalidArgumentError(
-                f"cost expects X: (B, H+1, {self.nx}) and U: (B, H, {self.nu}), "
-                f"got {X.shape} and {U.shape}")
+        X, U = as_cost_batch(X, U, self.nx, self.nu)
         q = self.quadratic
         out = np.empty(U.shape[0])
         _swingup_cost_kernel(X, U, q.Q, q.R, q._diagonal, q.x_goal, q.u_goal, q._is_angle,

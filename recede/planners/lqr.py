@@ -34,23 +34,24 @@ def _matrix(name: str, M, shape: tuple[int, ...]) -> np.ndarray:
     return a
 
 
+def _stack(name: str, M, n: int, steps: int | None) -> np.ndarray:
+    """``costs._psd`` (symmetric PSD, a matrix or its diagonal), or a stack (steps, n, n) of such,
+    where one matrix stands for every step."""
+    a = np.asarray(M, dtype=np.float64)
+    if steps is None or a.ndim < 3:
+        one = _psd(name, a, n)
+        return one if steps is None else np.ascontiguousarray(np.broadcast_to(one, (steps, n, n)))
+    if a.shape != (steps, n, n):
+        raise InvalidArgumentError(f"{name} must have shape ({n}, {n}) or ({steps}, {n}, {n}), got {a.shape}")
+    return np.stack([_psd(name, m, n) for m in a])
+
+
 def _weights(Q, R, nx: int, nu: int, *, stacked: int | None = None):
     """Q (nx, nx) symmetric PSD and R (nu, nu) symmetric PD, or stacks of them over time."""
-    lead = () if stacked is None else (stacked,)
-    Q, R = np.array(Q, dtype=np.float64), np.array(R, dtype=np.float64)
-    if stacked is not None and Q.shape == (nx, nx):
-        Q = np.broadcast_to(Q, lead + (nx, nx))
-    if stacked is not None and R.shape == (nu, nu):
-        R = np.broadcast_to(R, lead + (nu, nu))
-    Q, R = _matrix("Q", Q, lead + (nx, nx)), _matrix("R", R, lead + (nu, nu))
-    if not np.allclose(Q, np.swapaxes(Q, -1, -2)) or not np.allclose(R, np.swapaxes(R, -1, -2)):
-        raise InvalidArgumentError("Q and R must be symmetric")
-    if np.linalg.eigvalsh(Q).min() < -1e-12 * max(1.0, np.abs(Q).max()):
-        raise InvalidArgumentError(
-            f"Q must be positive semidefinite, got eigenvalues {np.linalg.eigvalsh(Q)}")
+    Q, R = _stack("Q", Q, nx, stacked), _stack("R", R, nu, stacked)
     if np.linalg.eigvalsh(R).min() <= 0.0:
         raise InvalidArgumentError(f"R must be positive definite, got eigenvalues {np.linalg.eigvalsh(R)}")
-    return np.ascontiguousarray(Q), np.ascontiguousarray(R)
+    return Q, R
 
 
 def lqr_infinite(A, B, Q, R) -> tuple[np.ndarray, np.ndarray]:
@@ -167,9 +168,6 @@ def lqr_at_equilibrium(dynamics, Q, R, *, x_goal, u_goal=None,
     linearisation stabilisable; otherwise ``InvalidArgumentError``.
     """
     nx, nu = dynamics.nx, dynamics.nu
-    Q, R = _psd("Q", np.atleast_1d(Q), nx), _psd("R", np.atleast_1d(R), nu)
-    if np.linalg.eigvalsh(R).min() <= 0.0:
-        raise InvalidArgumentError(f"R must be positive definite for the LQR value, got {R}")
     x_goal = np.asarray(x_goal, dtype=np.float64).reshape(-1)
     u_goal = np.zeros(nu) if u_goal is None else np.asarray(u_goal, dtype=np.float64).reshape(-1)
     if x_goal.shape != (nx,) or u_goal.shape != (nu,):
@@ -182,7 +180,7 @@ def lqr_at_equilibrium(dynamics, Q, R, *, x_goal, u_goal=None,
             f"{dynamics!r} (one step moves it by {drift:.3g})")
     A, B = dynamics.linearize(np.stack([x_goal, x_goal]), u_goal[None])
     try:
-        return lqr_infinite(A[0], B[0], Q, R)
+        return lqr_infinite(A[0], B[0], np.atleast_1d(Q), np.atleast_1d(R))
     except InvalidArgumentError as exc:
         raise InvalidArgumentError(
             f"no LQR value at x_goal={x_goal.tolist()} for {dynamics!r}: {exc}") from None
