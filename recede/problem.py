@@ -142,6 +142,7 @@ class Status(enum.Enum):
     CONVERGED = "converged"
     DEADLINE = "deadline"
     DIVERGED = "diverged"  # every candidate had a non-finite cost
+    STALLED = "stalled"  # a gradient planner could not make progress (regularisation limit)
 
 
 @dataclass(frozen=True)

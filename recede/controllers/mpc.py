@@ -19,8 +19,9 @@ class MPC:
 
     Every ``replan_every`` calls to :meth:`act` it re-plans from the measured state, warm-started
     (``warm_start=True``) with the previous plan shifted by the steps executed since. Between
-    replans it applies the stored plan, with feedback ``u = u_bar + k + K (x - x_bar)`` when the
-    plan carries gains, clipped to the action bounds. ``rng`` (seed or Generator) drives every
+    replans it applies the stored plan, with feedback ``u = u_bar + k + K (x [-] x_bar)`` when the
+    plan carries gains (``x [-] x_bar = dynamics.diff(x_bar, x)`` where the model defines it, else
+    ``x - x_bar``), clipped to the action bounds. ``rng`` (seed or Generator) drives every
     plan, so the same seed reproduces the same run.
 
     ``time_budget`` (seconds): every replan gets the deadline "now + time_budget" and an anytime
@@ -47,6 +48,9 @@ class MPC:
         self.replan_every = int(replan_every)
         self.warm_start = bool(warm_start)
         self.time_budget = None if time_budget is None else float(time_budget)
+        diff = getattr(self.problem.dynamics, "diff", None)
+        # the feedback's state error, in tangent space (ndx) for models with manifold states
+        self._diff = diff if diff is not None else (lambda x0, x1: x1 - x0)
         self.reset(rng)
 
     def reset(self, rng=None) -> None:
@@ -78,7 +82,7 @@ class MPC:
         t, p = self._since, self.plan
         u = p.actions[t].copy()
         if p.K is not None:
-            u += p.K[t] @ (x - p.states[t])
+            u += p.K[t] @ self._diff(p.states[t], x)
             if p.k is not None:
                 u += p.k[t]
         self._since += 1

@@ -15,6 +15,8 @@ The optimal cost-to-go is ``V_t(dx) = 1/2 dx'P_t dx + p_t'dx + s_t`` and the opt
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numba
 import numpy as np
 import scipy.linalg
@@ -22,7 +24,7 @@ import scipy.linalg
 from recede.costs import _psd
 from recede.errors import InvalidArgumentError
 
-__all__ = ["lqr_at_equilibrium", "lqr_infinite", "tvlqr", "TVLQR"]
+__all__ = ["LQR", "LQRConfig", "lqr_at_equilibrium", "lqr_infinite", "tvlqr", "TVLQR"]
 
 
 def _matrix(name: str, M, shape: tuple[int, ...]) -> np.ndarray:
@@ -223,3 +225,67 @@ def tvlqr(A, B, Q, R, Qf, *, c=None, q=None, r=None, qf=None) -> TVLQR:
     if bad >= 0:  # cannot happen with R positive definite and P PSD, but say so if it does
         raise InvalidArgumentError(f"R + B'PB is not positive definite at step {bad}")
     return TVLQR(K, k, P, p, s)
+
+
+@dataclass(frozen=True)
+class LQRConfig:
+    """Options of :class:`LQR`: ``tol``, how far one step may move the goal for it to count as
+    an equilibrium."""
+
+    tol: float = 1e-6
+
+    def __post_init__(self):
+        if isinstance(self.tol, bool) or not isinstance(self.tol, (int, float)) or not (
+                0.0 <= self.tol < np.inf):
+            raise InvalidArgumentError(f"tol must be a finite number >= 0, got {self.tol!r}")
+
+
+class LQR:
+    """Infinite-horizon LQR at the goal as a planner, for ``MPC`` and ``recede run --planner lqr``.
+
+    The gain ``K`` comes from ``lqr_at_equilibrium`` with the weights and goal of the problem's
+    cost (a ``QuadraticCost``, or any cost with ``Q``, ``R``, ``x_goal`` and optionally ``u_goal``
+    attributes, such as ``SwingUpCost``). ``plan(x0)`` rolls the policy ``u = clip(u_goal + K e(x))``
+    out over the horizon (``e`` wraps the model's ``angle_dims`` to [-pi, pi]) and returns those
+    actions and states with ``K`` at every step, so MPC's feedback between replans applies the
+    same policy. It stabilises near the goal only: from far away the linearisation says nothing.
+    """
+
+    def __init__(self, problem, config: LQRConfig | None = None):
+        from recede.problem import Problem
+
+        if not isinstance(problem, Problem):
+            raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
+        self.problem, self.config = problem, LQRConfig() if config is None else config
+        d, cost = problem.dynamics, problem.cost
+        if not hasattr(d, "linearize"):
+            raise InvalidArgumentError(f"LQR needs a Differentiable model (linearize), got {d!r}")
+        cost = getattr(cost, "quadratic", cost)  # SwingUpCost keeps its weights there
+        if not all(hasattr(cost, a) for a in ("Q", "R", "x_goal")):
+            raise InvalidArgumentError(
+                f"LQR takes Q, R and x_goal from the problem's cost; {cost!r} has none")
+        u_goal = getattr(cost, "u_goal", None)
+        self.x_goal = np.asarray(cost.x_goal, dtype=np.float64)
+        self.u_goal = np.zeros(d.nu) if u_goal is None else np.asarray(u_goal, dtype=np.float64)
+        self.K, self.P = lqr_at_equilibrium(d, cost.Q, cost.R, x_goal=self.x_goal,
+                                            u_goal=self.u_goal, tol=self.config.tol)
+        self._angles = np.zeros(d.nx, dtype=bool)
+        self._angles[list(getattr(d, "angle_dims", ()))] = True
+
+    def plan(self, x0, *, warm_start=None, rng=None):
+        from recede.problem import Plan, Status
+
+        p = self.problem
+        x = p.check_x0(x0)
+        H = p.horizon
+        X, U = np.empty((H + 1, p.nx)), np.empty((H, p.nu))
+        X[0] = x
+        for t in range(H):
+            e = X[t] - self.x_goal
+            e = np.where(self._angles, (e + np.pi) % (2.0 * np.pi) - np.pi, e)
+            U[t] = np.clip(self.u_goal + self.K @ e, p.action_low, p.action_high)
+            X[t + 1] = p.dynamics.step(X[t][None], U[t][None])[0]
+        cost = float(p.evaluate(x, U[None])[0])
+        status = Status.CONVERGED if np.isfinite(cost) else Status.DIVERGED
+        return Plan(actions=U, states=X, cost=cost, iterations=0, status=status,
+                    K=np.broadcast_to(self.K, (H,) + self.K.shape), k=np.zeros((H, p.nu)))

@@ -7,6 +7,8 @@ import dataclasses
 from recede.errors import InvalidArgumentError, UnknownNameError
 from recede.planners.cem import CEM, CEMConfig
 from recede.planners.icem import ICEM, ICEMConfig
+from recede.planners.ilqr import ILQR, DDPConfig, ILQRConfig
+from recede.planners.lqr import LQR, LQRConfig
 from recede.planners.mppi import MPPI, MPPIConfig
 from recede.planners.random_shooting import RandomShooting, RandomShootingConfig
 from recede.problem import Problem
@@ -16,6 +18,9 @@ PLANNERS: dict[str, tuple[type, type]] = {
     "cem": (CEM, CEMConfig),
     "icem": (ICEM, ICEMConfig),
     "mppi": (MPPI, MPPIConfig),
+    "lqr": (LQR, LQRConfig),
+    "ilqr": (ILQR, ILQRConfig),
+    "ddp": (ILQR, DDPConfig),
 }
 
 
