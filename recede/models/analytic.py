@@ -1,8 +1,10 @@
-"""Analytic benchmark systems, integrated with fixed-step RK4 in Numba.
+"""Analytic benchmark systems, integrated with fixed-step RK4 (or explicit Euler) in Numba.
 
 Every system is a continuous-time ODE ``xdot = f(x, u)``. One control step of length ``dt`` holds
-``u`` constant and takes ``substeps`` classical RK4 steps of ``h = dt / substeps``. Actions are used
-as given: clipping to ``[action_low, action_high]`` is the caller's job.
+``u`` constant and takes ``substeps`` steps of ``h = dt / substeps`` of the system's
+``integrator``: classical RK4 (``"rk4"``, the default) or explicit Euler ``x += h f(x, u)``
+(``"euler"``). Actions are used as given: clipping to ``[action_low, action_high]`` is the
+caller's job.
 
 Angle convention: every angle is measured from UPRIGHT (0 = upright, pi = hanging down),
 counter-clockwise positive. A point at distance ``r`` along a link at absolute angle ``phi`` sits
@@ -61,9 +63,16 @@ vectorises across samples; they repeat ``_f`` and ``_rk4``'s expressions in the 
 their results are bit-identical to ``step_one``'s while every angle stays below 1e6 in size (the
 lanes use the branch-free ``sincos_poly``, which drops ``sincos``'s libm fallback beyond that; see
 ``recede._numerics``). The discrete Jacobians
-are exact: forward-mode derivatives carried through the RK4 stages by the chain rule. Python
-objects expose ``kernel_args == (sys_id, p, dt, substeps)`` so other Numba code can call, e.g.,
-``rollout_kernel(*model.kernel_args, x0, U, X)``.
+are exact: forward-mode derivatives carried through the RK4 stages (or Euler steps) by the chain
+rule. Python objects expose ``kernel_args == (sys_id, p, dt, substeps)`` so other Numba code can
+call, e.g., ``rollout_kernel(*model.kernel_args, x0, U, X)``.
+
+Integrator encoding: every kernel's ``substeps`` argument carries the integrator in its sign.
+``substeps > 0`` means that many classical RK4 steps of ``h = dt / substeps``; ``substeps < 0``
+means ``-substeps`` explicit Euler steps ``x += h f(x, u)`` of ``h = dt / (-substeps)``. (The
+Python objects' ``substeps`` attribute is always positive; only ``kernel_args`` carries the sign.)
+The Euler paths keep the bit-for-bit agreement above: ``_rk4`` and the lane loops compute
+``x + h * f`` with the same ``f`` expressions.
 """
 
 from __future__ import annotations
@@ -389,6 +398,13 @@ def _jac_work(nx, nu):
     return np.empty((_STEP_ROWS + 5 * nx, nx + nu))
 
 
+@numba.njit(cache=True, error_model="numpy", inline="always")
+def _step_size(dt, substeps):
+    """``h = dt / |substeps|``: the integrator step for the signed ``substeps`` of ``kernel_args``
+    (> 0: RK4 steps, < 0: explicit Euler steps)."""
+    return dt / abs(substeps)
+
+
 # Classical RK4 tableau: stage s is evaluated at x + _RK4_C[s] h k_{s-1}; x+ = x + h/6 sum w_s k_s.
 _RK4_C = (0.0, 0.5, 0.5, 1.0)
 _RK4_W = (1.0, 2.0, 2.0, 1.0)
@@ -396,9 +412,14 @@ _RK4_W = (1.0, 2.0, 2.0, 1.0)
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _rk4(sys_id, x, u, p, h, substeps, xs, k, acc):
-    """``substeps`` classical RK4 steps of ``h`` on ``x`` in place. ``xs, k, acc``: (nx,) scratch."""
+    """``substeps`` classical RK4 steps of ``h`` on ``x`` in place, or, for ``substeps < 0``,
+    ``-substeps`` explicit Euler steps ``x += h f(x, u)``. ``xs, k, acc``: (nx,) scratch."""
     nx = x.shape[0]
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        _f(sys_id, x, u, p, k)
+        for i in range(nx):
+            x[i] += h * k[i]
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         _f(sys_id, x, u, p, k)
         for i in range(nx):
             acc[i] = k[i]
@@ -423,11 +444,13 @@ def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
     Forward mode through every RK4 stage and substep, with respect to ``z = (x, u)``: a stage
     at ``xs = xc + c h k_prev`` has ``dxs/dz = D + c h K_prev`` and slope derivative
     ``K = fx(xs) dxs/dz + [0 | fu(xs)]``; after the four stages ``D += h/6 sum w_s K_s``.
+    For ``substeps < 0`` (explicit Euler) each of the ``-substeps`` steps ``xc += h f(xc)`` has
+    ``D += h (fx(xc) D + [0 | fu(xc)])``, evaluated before ``xc`` moves.
     ``work`` is scratch of shape at least ``(4 + 5 nx, nx + nu)`` (see ``_jac_work``).
     """
     nx = x.shape[0]
     nz = nx + u.shape[0]
-    h = dt / substeps
+    h = _step_size(dt, substeps)
     xc = work[0, :nx]
     xs = work[1, :nx]
     k = work[2, :nx]
@@ -444,7 +467,20 @@ def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
         for j in range(nz):
             D[i, j] = 1.0 if i == j else 0.0
             K[i, j] = 0.0
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        _f(sys_id, xc, u, p, k)
+        _f_jac(sys_id, xc, u, p, J[:, :nx], J[:, nx:])
+        for i in range(nx):
+            for j in range(nz):
+                kij = J[i, j] if j >= nx else 0.0
+                for m in range(nx):
+                    kij += J[i, m] * D[m, j]
+                K[i, j] = kij
+        for i in range(nx):
+            xc[i] += h * k[i]
+            for j in range(nz):
+                D[i, j] += h * K[i, j]
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for s in range(4):
             c = _RK4_C[s] * h
             for i in range(nx):
@@ -481,7 +517,8 @@ def _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, work):
 # straight-line scalar code (all RK4 stages of one substep, sincos_poly, selects, no calls that
 # stay calls, no views), so LLVM vectorises it across samples (<4 x double> with AVX2). The
 # expressions are those of _f_* and _rk4 in the same order, so the results are bit-identical to
-# step_one as long as sincos_poly agrees with sincos (angles below 1e6 in size).
+# step_one as long as sincos_poly agrees with sincos (angles below 1e6 in size). A negative
+# substeps takes the explicit Euler loop instead (-substeps steps x + h * f, same expressions).
 # ----------------------------------------------------------------------------------------------
 
 _LANES = 64
@@ -495,7 +532,13 @@ def _rhs_pendulum(th, thd, u0, m, l, g, b):
 @numba.njit(cache=True, error_model="numpy")
 def _lanes_pendulum(p, h, substeps, x, u, n):
     m, l, g, b = p[0], p[1], p[2], p[3]
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        for j in range(n):
+            x0, x1, u0 = x[0, j], x[1, j], u[0, j]
+            k10, k11 = _rhs_pendulum(x0, x1, u0, m, l, g, b)
+            x[0, j] = x0 + h * k10
+            x[1, j] = x1 + h * k11
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for j in range(n):
             x0, x1, u0 = x[0, j], x[1, j], u[0, j]
             k10, k11 = _rhs_pendulum(x0, x1, u0, m, l, g, b)
@@ -516,7 +559,15 @@ def _rhs_cartpole(th, xd, thd, u0, mc, mp, l, g):
 @numba.njit(cache=True, error_model="numpy")
 def _lanes_cartpole(p, h, substeps, x, u, n):
     mc, mp, l, g = p[0], p[1], p[2], p[3]
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        for j in range(n):
+            x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
+            k10, k11, k12, k13 = _rhs_cartpole(x1, x2, x3, u0, mc, mp, l, g)
+            x[0, j] = x0 + h * k10
+            x[1, j] = x1 + h * k11
+            x[2, j] = x2 + h * k12
+            x[3, j] = x3 + h * k13
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for j in range(n):
             x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
             k10, k11, k12, k13 = _rhs_cartpole(x1, x2, x3, u0, mc, mp, l, g)
@@ -543,7 +594,16 @@ def _rhs_acrobot(th1, th2, qd1, qd2, u0, m1, m2, l1, lc1, lc2, I1, I2, g):
 @numba.njit(cache=True, error_model="numpy")
 def _lanes_acrobot(p, h, substeps, x, u, n):
     m1, m2, l1, lc1, lc2, I1, I2, g = p[0], p[1], p[2], p[4], p[5], p[6], p[7], p[8]
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        for j in range(n):
+            x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
+            k10, k11, k12, k13 = _rhs_acrobot(
+                x0, x1, x2, x3, u0, m1, m2, l1, lc1, lc2, I1, I2, g)
+            x[0, j] = x0 + h * k10
+            x[1, j] = x1 + h * k11
+            x[2, j] = x2 + h * k12
+            x[3, j] = x3 + h * k13
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for j in range(n):
             x0, x1, x2, x3, u0 = x[0, j], x[1, j], x[2, j], x[3, j], u[0, j]
             k10, k11, k12, k13 = _rhs_acrobot(
@@ -571,7 +631,14 @@ def _rhs_unicycle(hd, u0, u1):
 
 @numba.njit(cache=True, error_model="numpy")
 def _lanes_unicycle(h, substeps, x, u, n):
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        for j in range(n):
+            x0, x1, x2, u0, u1 = x[0, j], x[1, j], x[2, j], u[0, j], u[1, j]
+            k10, k11, k12 = _rhs_unicycle(x2, u0, u1)
+            x[0, j] = x0 + h * k10
+            x[1, j] = x1 + h * k11
+            x[2, j] = x2 + h * k12
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for j in range(n):
             x0, x1, x2, u0, u1 = x[0, j], x[1, j], x[2, j], u[0, j], u[1, j]
             k10, k11, k12 = _rhs_unicycle(x2, u0, u1)
@@ -587,7 +654,13 @@ def _lanes_unicycle(h, substeps, x, u, n):
 def _lanes_double_integrator(h, substeps, x, u, n):
     # The dimensions are independent: position i, velocity d + i, acceleration u[i].
     d = u.shape[0]
-    for _ in range(substeps):
+    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
+        for i in range(d):
+            for j in range(n):
+                x0, x1, a = x[i, j], x[d + i, j], u[i, j]
+                x[i, j] = x0 + h * x1
+                x[d + i, j] = x1 + h * a
+    for _ in range(substeps):  # RK4 (none when substeps < 0)
         for i in range(d):
             for j in range(n):
                 x0, x1, a = x[i, j], x[d + i, j], u[i, j]
@@ -601,7 +674,8 @@ def _lanes_double_integrator(h, substeps, x, u, n):
 
 @numba.njit(cache=True, error_model="numpy", inline="always")
 def _lanes_step(sys_id, p, h, substeps, x, u, n):
-    """``substeps`` RK4 steps of ``h`` on the lanes j < n of x: (nx, L), u: (nu, L), in place."""
+    """``substeps`` RK4 steps of ``h`` on the lanes j < n of x: (nx, L), u: (nu, L), in place;
+    ``-substeps`` explicit Euler steps when ``substeps < 0``."""
     if sys_id == PENDULUM:
         _lanes_pendulum(p, h, substeps, x, u, n)
     elif sys_id == CARTPOLE:
@@ -630,7 +704,7 @@ def rollout_kernel(sys_id, p, dt, substeps, x0, U, X):
     """
     nb, horizon, nu = U.shape
     nx = x0.shape[1]
-    h = dt / substeps
+    h = _step_size(dt, substeps)
     for blk in numba.prange((nb + _LANES - 1) // _LANES):
         b0 = blk * _LANES
         n = min(_LANES, nb - b0)
@@ -663,7 +737,7 @@ def rollout_quadratic_cost_kernel(
     """
     nb, horizon, nu = U.shape
     nx = x0.shape[0]
-    h = dt / substeps
+    h = _step_size(dt, substeps)
     for blk in numba.prange((nb + _LANES - 1) // _LANES):
         b0 = blk * _LANES
         n = min(_LANES, nb - b0)
@@ -695,7 +769,7 @@ def _rollout_quadratic_cost_scalar(
     the reference for tests and benchmarks/analytic_rollout.py."""
     nb, horizon, nu = U.shape
     nx = x0.shape[0]
-    h = dt / substeps
+    h = _step_size(dt, substeps)
     for b in numba.prange(nb):
         x, xs, k, acc, u = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu)
         e, du = np.empty(nx), np.empty(nu)
@@ -736,7 +810,7 @@ def step_one(sys_id, p, dt, substeps, x, u, out):
     nx = x.shape[0]
     xc, xs, k, acc = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
     xc[:] = x
-    _rk4(sys_id, xc, u, p, dt / substeps, substeps, xs, k, acc)
+    _rk4(sys_id, xc, u, p, _step_size(dt, substeps), substeps, xs, k, acc)
     out[:] = xc
 
 
@@ -779,8 +853,20 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
+_INTEGRATORS = ("rk4", "euler")
+
+
+def _check_integrator(value) -> str:
+    """``value`` as one of ``_INTEGRATORS``."""
+    if not isinstance(value, str) or value not in _INTEGRATORS:
+        raise InvalidArgumentError(f"integrator must be 'rk4' or 'euler', got {value!r}")
+    return str(value)
+
+
 class AnalyticSystem:
-    """An analytic ODE integrated with RK4; satisfies ``Dynamics`` and ``Differentiable``.
+    """An analytic ODE integrated with RK4 or explicit Euler (``integrator``, ``"rk4"`` or
+    ``"euler"``; ``substeps`` steps of ``dt / substeps`` per control step); satisfies ``Dynamics``
+    and ``Differentiable``.
 
     Subclasses set the class attributes ``name``, ``sys_id``, ``state_names``, ``action_names``
     and ``angle_dims`` and call ``__init__`` with their validated parameters.
@@ -794,22 +880,38 @@ class AnalyticSystem:
     has_energy: bool = False  # whether ``energy`` (and ``energy_one``) is defined
 
     def __init__(
-        self, *, params, action_low, action_high, dt: float, substeps: int, settings: dict
+        self,
+        *,
+        params,
+        action_low,
+        action_high,
+        dt: float,
+        substeps: int,
+        settings: dict,
+        integrator: str = "rk4",
     ):
         self.dt = _check_positive("dt", dt)
         self.substeps = _check_int("substeps", substeps, 1)
+        self.integrator = _check_integrator(integrator)
         self.params = _readonly(params)
         self.action_low = _readonly(action_low)
         self.action_high = _readonly(action_high)
         self.nx = len(self.state_names)
         self.nu = len(self.action_names)
         self.ndx = self.nx
-        self._settings = {**settings, "dt": self.dt, "substeps": self.substeps}
+        self._settings = {
+            **settings, "dt": self.dt, "substeps": self.substeps, "integrator": self.integrator
+        }
 
     @property
     def kernel_args(self) -> tuple:
-        """``(sys_id, p, dt, substeps)``, the leading arguments of every kernel here."""
-        return (self.sys_id, self.params, self.dt, self.substeps)
+        """``(sys_id, p, dt, substeps)``, the leading arguments of every kernel here.
+
+        The integrator rides on the sign of ``substeps``: ``self.substeps`` for RK4,
+        ``-self.substeps`` for explicit Euler (see the module docstring).
+        """
+        substeps = self.substeps if self.integrator == "rk4" else -self.substeps
+        return (self.sys_id, self.params, self.dt, substeps)
 
     def rollout(self, x0, U) -> np.ndarray:
         """x0: (nx,) or (B, nx), U: (B, H, nu) -> X: (B, H+1, nx) with X[:, 0] = x0."""
@@ -906,7 +1008,9 @@ class Pendulum(AnalyticSystem):
     angle_dims = (0,)
     has_energy = True
 
-    def __init__(self, *, m=1.0, l=1.0, g=9.81, b=0.0, max_torque=2.5, dt=0.05, substeps=1):
+    def __init__(
+        self, *, m=1.0, l=1.0, g=9.81, b=0.0, max_torque=2.5, dt=0.05, substeps=1, integrator="rk4"
+    ):
         m, l = _check_positive("m", m), _check_positive("l", l)
         g, b = _check_nonnegative("g", g), _check_nonnegative("b", b)
         max_torque = _check_positive("max_torque", max_torque)
@@ -916,6 +1020,7 @@ class Pendulum(AnalyticSystem):
             action_high=[max_torque],
             dt=dt,
             substeps=substeps,
+            integrator=integrator,
             settings=dict(m=m, l=l, g=g, b=b, max_torque=max_torque),
         )
 
@@ -930,7 +1035,10 @@ class CartPole(AnalyticSystem):
     angle_dims = (1,)
     has_energy = True
 
-    def __init__(self, *, mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2):
+    def __init__(
+        self, *, mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2,
+        integrator="rk4",
+    ):
         mc, mp, l = _check_positive("mc", mc), _check_positive("mp", mp), _check_positive("l", l)
         g = _check_nonnegative("g", g)
         max_force = _check_positive("max_force", max_force)
@@ -940,6 +1048,7 @@ class CartPole(AnalyticSystem):
             action_high=[max_force],
             dt=dt,
             substeps=substeps,
+            integrator=integrator,
             settings=dict(mc=mc, mp=mp, l=l, g=g, max_force=max_force),
         )
 
@@ -972,6 +1081,7 @@ class Acrobot(AnalyticSystem):
         max_torque=10.0,
         dt=0.05,
         substeps=2,
+        integrator="rk4",
     ):
         vals = {k: _check_positive(k, v) for k, v in
                 dict(m1=m1, m2=m2, l1=l1, l2=l2, lc1=lc1, lc2=lc2, I1=I1, I2=I2).items()}
@@ -991,6 +1101,7 @@ class Acrobot(AnalyticSystem):
             action_high=[max_torque],
             dt=dt,
             substeps=substeps,
+            integrator=integrator,
             settings=dict(vals, g=g, max_torque=max_torque),
         )
 
@@ -1004,7 +1115,9 @@ class Unicycle(AnalyticSystem):
     action_names = ("speed", "turn_rate")
     angle_dims = (2,)
 
-    def __init__(self, *, max_speed=1.0, max_turn_rate=2.0, dt=0.1, substeps=1):
+    def __init__(
+        self, *, max_speed=1.0, max_turn_rate=2.0, dt=0.1, substeps=1, integrator="rk4"
+    ):
         max_speed = _check_positive("max_speed", max_speed)
         max_turn_rate = _check_positive("max_turn_rate", max_turn_rate)
         super().__init__(
@@ -1013,6 +1126,7 @@ class Unicycle(AnalyticSystem):
             action_high=[max_speed, max_turn_rate],
             dt=dt,
             substeps=substeps,
+            integrator=integrator,
             settings=dict(max_speed=max_speed, max_turn_rate=max_turn_rate),
         )
 
@@ -1024,7 +1138,7 @@ class DoubleIntegrator(AnalyticSystem):
     sys_id = DOUBLE_INTEGRATOR
     angle_dims = ()
 
-    def __init__(self, *, dim=1, max_accel=1.0, dt=0.1, substeps=1):
+    def __init__(self, *, dim=1, max_accel=1.0, dt=0.1, substeps=1, integrator="rk4"):
         dim = _check_int("dim", dim, 1)
         max_accel = _check_positive("max_accel", max_accel)
         self.state_names = tuple(f"p{i}" for i in range(dim)) + tuple(f"v{i}" for i in range(dim))
@@ -1035,5 +1149,6 @@ class DoubleIntegrator(AnalyticSystem):
             action_high=np.full(dim, max_accel),
             dt=dt,
             substeps=substeps,
+            integrator=integrator,
             settings=dict(dim=dim, max_accel=max_accel),
         )

@@ -233,11 +233,12 @@ def random_psd(rng, n):
     return a @ a.T + 0.1 * np.eye(n)
 
 
+@pytest.mark.parametrize("integrator", ["rk4", "euler"])
 @pytest.mark.parametrize("substeps", [1, 3])
 @pytest.mark.parametrize("B", [1, 7, 70])  # one lane, a partial block, a full block and a tail
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_lane_kernels_equal_the_scalar_code_bit_for_bit(name, B, substeps):
-    m, _ = with_params(name, substeps=substeps)
+def test_lane_kernels_equal_the_scalar_code_bit_for_bit(name, B, substeps, integrator):
+    m, _ = with_params(name, substeps=substeps, integrator=integrator)
     rng = np.random.default_rng(10 * B + substeps)
     H = 6
     x0s = random_states(m, rng, B)
@@ -266,6 +267,10 @@ def test_lane_kernels_equal_the_scalar_code_bit_for_bit(name, B, substeps):
         c = m.rollout_cost(x0s[0], U, cost)
         assert c.shape == (B,)
         np.testing.assert_array_equal(c, cost(X, U))  # the cost's own one-sample kernel
+        scalar = np.empty(B)  # the one-sample reference kernel (_rk4 with quadratic_stage)
+        analytic._rollout_quadratic_cost_scalar(*m.kernel_args, x0s[0], U, *cost.kernel_args,
+                                                scalar)
+        np.testing.assert_array_equal(c, scalar)
 
 
 def test_sincos_poly_equals_sincos_below_1e6():
@@ -298,9 +303,10 @@ def central_diff(fun, z, eps=1e-6):
     return np.stack(cols, axis=1)
 
 
+@pytest.mark.parametrize("integrator", ["rk4", "euler"])
 @pytest.mark.parametrize("name", list(CONFIGS))
-def test_linearize_matches_finite_differences(name):
-    m, _ = make_system(name)
+def test_linearize_matches_finite_differences(name, integrator):
+    m, _ = with_params(name, integrator=integrator)
     rng = np.random.default_rng(1)
     H = 5
     X = random_states(m, rng, H + 1)
@@ -335,9 +341,10 @@ def test_continuous_jacobian_matches_finite_differences(name):
         np.testing.assert_allclose(J[:, m.nx :], Ju_fd, rtol=1e-6, atol=1e-6)
 
 
-def test_linearize_is_exact_with_substeps():
+@pytest.mark.parametrize("integrator", ["rk4", "euler"])
+def test_linearize_is_exact_with_substeps(integrator):
     # Several substeps exercise the composition; a large step makes truncation errors visible.
-    m = Acrobot(dt=0.2, substeps=3)
+    m = Acrobot(dt=0.2, substeps=3, integrator=integrator)
     x, u = np.array([0.3, -1.2, 1.5, -2.0]), np.array([4.0])
     A, Bm = m.linearize(np.stack([x, x]), u[None])
     A_fd = central_diff(lambda z: m.step_one(z, u), x)
@@ -445,6 +452,114 @@ def test_unicycle_follows_arc(w):
 
 
 # ------------------------------------------------------------------------------------------------
+# Explicit Euler (integrator="euler", encoded in the kernels as a negative substeps)
+# ------------------------------------------------------------------------------------------------
+
+
+def ref_euler_step(m, x, u, f):
+    """``m.substeps`` explicit Euler steps ``x + h f(x, u)`` of ``h = dt / substeps``."""
+    h = m.dt / m.substeps
+    x = list(x)
+    for _ in range(m.substeps):
+        x = [a + h * b for a, b in zip(x, f(m, x, u))]
+    return x
+
+
+def module_f(model):
+    """The module's own continuous-time ``f``, called from Python, in the references' signature."""
+    def f(_, x, u):
+        out = np.empty(model.nx)
+        analytic._f(model.sys_id, np.array(x, dtype=np.float64), np.array(u, dtype=np.float64),
+                    model.params, out)
+        return list(out)
+    return f
+
+
+@pytest.mark.parametrize("substeps", [1, 3])
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_euler_step_is_x_plus_h_f(name, substeps):
+    m, ref_params = with_params(name, integrator="euler", substeps=substeps)
+    assert m.integrator == "euler" and m.substeps == substeps
+    assert m.kernel_args[3] == -substeps  # the sign carries the integrator
+    rng = np.random.default_rng(20 + substeps)
+    for x, u in zip(random_states(m, rng, 10), random_actions(m, rng, (10,))):
+        got = m.step_one(x, u)
+        # bit for bit: the same f, the same x + h f arithmetic
+        np.testing.assert_array_equal(got, ref_euler_step(ref_params, x, u, module_f(m)))
+        # the independent pure-Python equations
+        np.testing.assert_allclose(got, ref_euler_step(ref_params, x, u, REFS[name]),
+                                   rtol=0, atol=1e-12)
+        # and not RK4
+        assert not np.allclose(got, with_params(name, substeps=substeps)[0].step_one(x, u),
+                               rtol=0, atol=1e-9)
+
+
+def test_euler_unicycle_is_the_textbook_update():
+    m = Unicycle(integrator="euler", substeps=1, dt=0.1)
+    rng = np.random.default_rng(21)
+    for _ in range(20):
+        x, y, hd = rng.uniform(-3.0, 3.0, 3)
+        v, w = rng.uniform(-1.0, 1.0), rng.uniform(-2.0, 2.0)
+        got = m.step_one(np.array([x, y, hd]), np.array([v, w]))
+        # exactly x + v cos(h) dt, y + v sin(h) dt, h + w dt with the module's sine and cosine
+        s, c = sincos(hd)
+        np.testing.assert_array_equal(got, [x + v * c * 0.1, y + v * s * 0.1, hd + w * 0.1])
+        want = [x + v * math.cos(hd) * 0.1, y + v * math.sin(hd) * 0.1, hd + w * 0.1]
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-15)  # and with libm's
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_euler_substeps_are_euler_steps_of_dt_over_substeps(name):
+    m, _ = with_params(name, integrator="euler", dt=0.09, substeps=3)
+    one, _ = with_params(name, integrator="euler", dt=0.03, substeps=1)
+    rng = np.random.default_rng(22)
+    for x, u in zip(random_states(m, rng, 5), random_actions(m, rng, (5,))):
+        want = one.step_one(one.step_one(one.step_one(x, u), u), u)
+        np.testing.assert_array_equal(m.step_one(x, u), want)
+        out = np.empty(m.nx)  # the kernel directly, with the sign convention spelled out
+        step_one(m.sys_id, m.params, 0.09, -3, x, u, out)
+        np.testing.assert_array_equal(out, want)
+
+
+@pytest.mark.parametrize("name", list(CONFIGS))
+def test_euler_jacobian_of_one_step_is_identity_plus_h_fx(name):
+    # one Euler step x + h f(x, u): A = I + h fx(x, u), B = h fu(x, u)
+    m, _ = with_params(name, integrator="euler", substeps=1)
+    rng = np.random.default_rng(23)
+    X = random_states(m, rng, 4)
+    U = random_actions(m, rng, (3,))
+    A, Bm = m.linearize(X, U)
+    for t in range(3):
+        J = np.empty((m.nx, m.nx + m.nu))
+        analytic._f_jac(m.sys_id, X[t], U[t], m.params, J[:, : m.nx], J[:, m.nx :])
+        np.testing.assert_allclose(A[t], np.eye(m.nx) + m.dt * J[:, : m.nx], rtol=0, atol=1e-15)
+        np.testing.assert_allclose(Bm[t], m.dt * J[:, m.nx :], rtol=0, atol=1e-15)
+
+
+def test_euler_double_integrator_closed_form():
+    # p_{k+1} = p_k + h v_k, v_{k+1} = v_k + h a  =>  p_k = p0 + v0 t + a t (t - h) / 2
+    m = DoubleIntegrator(dim=3, dt=0.1, integrator="euler")
+    rng = np.random.default_rng(24)
+    p0, v0, a = rng.normal(size=3), rng.normal(size=3), rng.uniform(-1, 1, size=3)
+    H = 20
+    X = m.rollout(np.concatenate([p0, v0]), np.broadcast_to(a, (1, H, 3)))[0]
+    t = m.dt * np.arange(H + 1)[:, None]
+    np.testing.assert_allclose(X[:, :3], p0 + v0 * t + a * t * (t - m.dt) / 2, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(X[:, 3:], v0 + a * t, rtol=0, atol=1e-12)
+
+
+def test_euler_settings():
+    m = Pendulum(integrator="euler", substeps=4)
+    assert (m.integrator, m.substeps) == ("euler", 4)
+    assert m.kernel_args == (analytic.PENDULUM, m.params, 0.05, -4)
+    assert repr(m) == (
+        "Pendulum(m=1.0, l=1.0, g=9.81, b=0.0, max_torque=2.5, dt=0.05, substeps=4, "
+        "integrator='euler')"
+    )
+    assert Pendulum(substeps=4).kernel_args[3] == 4
+
+
+# ------------------------------------------------------------------------------------------------
 # Attributes and helpers
 # ------------------------------------------------------------------------------------------------
 
@@ -458,7 +573,11 @@ def test_attributes():
     np.testing.assert_array_equal(m.action_high, [10.0])
     for a in (m.action_low, m.action_high, m.params):
         assert a.dtype == np.float64 and not a.flags.writeable
-    assert repr(m) == "CartPole(mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2)"
+    assert repr(m) == (
+        "CartPole(mc=1.0, mp=0.1, l=0.5, g=9.81, max_force=10.0, dt=0.05, substeps=2, "
+        "integrator='rk4')"
+    )
+    assert m.integrator == "rk4"
     d = DoubleIntegrator(dim=2)
     assert (d.nx, d.nu, len(d.state_names), len(d.action_names)) == (4, 2, 4, 2)
     np.testing.assert_array_equal(Unicycle().action_low, [-1.0, -2.0])
@@ -528,6 +647,12 @@ def test_bad_step_and_linearize_shapes():
         ),
         (lambda: DoubleIntegrator(dim=0), "dim must be an integer >= 1, got 0"),
         (lambda: Unicycle(max_speed=math.inf), "max_speed must be a finite number, got inf"),
+        (lambda: Pendulum(integrator="foo"), "integrator must be 'rk4' or 'euler', got 'foo'"),
+        (lambda: CartPole(integrator="RK4"), "integrator must be 'rk4' or 'euler', got 'RK4'"),
+        (lambda: Acrobot(integrator=None), "integrator must be 'rk4' or 'euler', got None"),
+        (lambda: Unicycle(integrator="midpoint"),
+         "integrator must be 'rk4' or 'euler', got 'midpoint'"),
+        (lambda: DoubleIntegrator(integrator=4), "integrator must be 'rk4' or 'euler', got 4"),
     ],
 )
 def test_bad_parameters(make, message):
