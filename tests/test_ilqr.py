@@ -356,3 +356,101 @@ def test_a_model_without_linearize_uses_finite_differences():
     b = ILQR(Problem(inner, cost, 20)).plan([-1.0, -1.0, 1.0])
     assert a.status is Status.CONVERGED
     assert a.cost == pytest.approx(b.cost, rel=1e-8)
+
+
+# ---------------------------------------------------------------------------------- MPC feedback
+
+
+class _NoFeedback:
+    """The same planner with the gains dropped from its plans."""
+
+    def __init__(self, inner):
+        self.inner, self.problem = inner, inner.problem
+
+    def plan(self, x0, **kw):
+        import dataclasses
+
+        return dataclasses.replace(self.inner.plan(x0, **kw), K=None, k=None)
+
+
+def _disturbed_run(controller, dyn, x0, steps, push_at, push):
+    x = x0.copy()
+    xs = [x]
+    for t in range(steps):
+        u = controller.act(x)
+        x = dyn.step_one(x, u)
+        if t == push_at:
+            x = x + push
+        xs.append(x)
+    return np.array(xs)
+
+
+class _FromLQR:
+    """iLQR started from the LQR policy's plan: from zero actions the pole falls over first and
+    iLQR settles in the local optimum that swings it all the way round."""
+
+    def __init__(self, problem):
+        from recede.planners.lqr import LQR
+
+        self.lqr, self.ilqr, self.problem = LQR(problem), ILQR(problem), problem
+
+    def plan(self, x0, **kw):
+        kw["warm_start"] = self.lqr.plan(x0)
+        return self.ilqr.plan(x0, **kw)
+
+
+def test_mpc_feedback_between_replans_rejects_a_push():
+    from recede.controllers import MPC
+
+    dyn = CartPole()
+    cost = QuadraticCost([1.0, 10.0, 0.1, 0.1], [0.1], [10.0, 100.0, 1.0, 1.0], angle_dims=(1,))
+    problem = Problem(dyn, cost, 40)
+    x0 = np.array([0.0, 0.1, 0.0, 0.0])
+    push = np.array([0.0, 0.0, 0.0, 0.5])  # a kick to the pole's rate after step 2
+    runs = {}
+    for name, planner in (("feedback", _FromLQR(problem)), ("open loop", _NoFeedback(_FromLQR(problem)))):
+        mpc = MPC(planner, replan_every=40)  # one plan for the whole run
+        runs[name] = _disturbed_run(mpc, dyn, x0, 40, 2, push)
+        assert mpc.plan.status is Status.CONVERGED
+    # the gains of the plan hold the pole; without them the push topples it
+    assert np.abs(runs["feedback"][-10:, 1]).max() < 0.05
+    assert np.abs(runs["open loop"][-10:, 1]).max() > 1.0
+    # and without a push the feedback changes nothing: the plan is followed exactly
+    mpc = MPC(_FromLQR(problem), replan_every=40)
+    free = _disturbed_run(mpc, dyn, x0, 40, 2, np.zeros(4))
+    np.testing.assert_allclose(free, mpc.plan.states, atol=1e-12)
+
+
+# ---------------------------------------------------------------------------------- LQR planner
+
+
+def test_lqr_planner_plans_the_lqr_policy_and_mpc_applies_it():
+    from recede.controllers import MPC, LQRController
+
+    dyn = CartPole()
+    cost = QuadraticCost([1.0, 10.0, 0.1, 0.1], [0.1], [1.0, 1.0, 1.0, 1.0], angle_dims=(1,))
+    problem = Problem(dyn, cost, 20)
+    from recede.planners.lqr import LQR
+
+    planner = LQR(problem)
+    ctrl = LQRController(problem)
+    np.testing.assert_array_equal(planner.K, ctrl.K)
+    x0 = np.array([0.1, 0.1, 0.0, 0.0])
+    plan = planner.plan(x0)
+    x = x0
+    for t in range(20):  # the plan is the closed loop of u = K x
+        np.testing.assert_allclose(plan.actions[t], ctrl.act(x), rtol=1e-12)
+        x = dyn.step_one(x, plan.actions[t])
+        np.testing.assert_allclose(plan.states[t + 1], x, rtol=1e-12)
+    assert plan.cost == pytest.approx(problem.evaluate(x0, plan.actions[None])[0])
+    mpc = MPC(planner, replan_every=5)
+    y = x0 + np.array([0.0, 0.02, 0.0, 0.0])
+    for _ in range(12):  # between replans MPC's feedback reproduces the LQR law
+        np.testing.assert_allclose(mpc.act(y), ctrl.act(y), rtol=1e-9, atol=1e-12)
+        y = dyn.step_one(y, ctrl.act(y))
+    with pytest.raises(InvalidArgumentError, match="tol"):
+        from recede.planners.lqr import LQRConfig
+
+        LQRConfig(tol=-1.0)
+    with pytest.raises(InvalidArgumentError, match="Q, R and x_goal"):
+        LQR(Problem(dyn, FunctionCost(lambda X, U: np.sum(X ** 2, -1)), 5))

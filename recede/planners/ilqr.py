@@ -10,7 +10,9 @@ ICRA 2014; the projected-Newton box QP is theirs):
 1. Derivatives along the nominal ``(X, U)``: ``A_t, B_t`` from ``dynamics.linearize`` (exact for
    the analytic systems, ``mjd_transitionFD`` for MuJoCo; central differences of ``step`` for a
    model without ``linearize``) and the cost's quadratisation (exact for ``QuadraticCost``,
-   central differences of the cost otherwise; see :func:`quadratize`).
+   central differences of the cost otherwise; see :func:`quadratize`). iLQR is Gauss-Newton
+   throughout: it also leaves out the curvature of ``QuadraticCost``'s wrapped-angle residuals,
+   which makes the cost Hessian indefinite away from the goal; DDP keeps it.
 2. Backward pass (one Numba kernel): ``Q`` terms, ``Quu + reg I`` checked by Cholesky, and at each
    knot the box QP ``min_du 1/2 du'Quu du + Qu'du`` s.t. ``low <= u_bar + du <= high`` by projected
    Newton; ``k`` is its solution and ``K`` the feedback of its free directions (clamped
@@ -64,6 +66,9 @@ class Mode(enum.Enum):
 
     ILQR = "ilqr"
     DDP = "ddp"
+
+    def __str__(self) -> str:
+        return self.value
 
 
 @dataclass(frozen=True)
@@ -536,10 +541,12 @@ def second_order(linearize, integrate, X, U, ndx: int, eps: float = 1e-5):
 
 
 @numba.njit(cache=True, error_model="numpy")
-def quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, lx, lu, lxx, luu, lux):
-    """Exact derivatives of a ``QuadraticCost`` along X (H+1, nx), U (H, nu): the gradient and
-    Hessian of ``1/2 e'Qe`` with ``e_i = 2 sin(w_i / 2)`` on angles (w the wrapped error), whose
-    derivative is ``cos(w_i / 2)`` and second derivative ``-e_i / 4``."""
+def quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, exact, lx, lu, lxx, luu, lux):
+    """Derivatives of a ``QuadraticCost`` along X (H+1, nx), U (H, nu): the gradient and Hessian
+    of ``1/2 e'Qe`` with ``e_i = 2 sin(w_i / 2)`` on angles (w the wrapped error), whose derivative
+    is ``j_i = cos(w_i / 2)`` and second derivative ``-e_i / 4``. The Hessian is ``J'QJ`` (Gauss-
+    Newton, positive semidefinite) plus, when ``exact``, the residual curvature
+    ``(Qe)_i (-e_i / 4)`` on angles, which is negative away from the goal."""
     Hn, nu = U.shape
     nx = X.shape[1]
     e, j, qe = np.empty(nx), np.empty(nx), np.empty(nx)
@@ -563,7 +570,7 @@ def quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, lx, lu, lx
             lx[t, i] = j[i] * qe[i]
             for a in range(nx):
                 lxx[t, i, a] = j[i] * M[i, a] * j[a]
-            if is_angle[i]:
+            if exact and is_angle[i]:
                 lxx[t, i, i] += qe[i] * (-0.25 * e[i])
         if t < Hn:
             for i in range(nu):
@@ -576,11 +583,13 @@ def quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, lx, lu, lx
                     lux[t, i, a] = 0.0
 
 
-def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float = 1e-4):
+def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float = 1e-4,
+               gauss_newton: bool = False):
     """Derivatives of ``cost`` along one trajectory X (H+1, nx), U (H, nu), in tangent space:
     ``lx (H+1, ndx), lu (H, nu), lxx (H+1, ndx, ndx), luu (H, nu, nu), lux (H, nu, ndx)``.
 
-    Exact for a ``QuadraticCost`` on a vector-space state; a cost may also offer its own
+    Exact for a ``QuadraticCost`` on a vector-space state (with ``gauss_newton`` its angle
+    residuals' curvature is left out of the Hessian, as iLQR does); a cost may also offer its own
     ``quadratize(X, U)``. Otherwise central differences of the whole-trajectory cost, perturbing
     one knot at a time (one batched cost call): the exact gradient of any cost, and the Hessian's
     diagonal blocks (the part of the Hessian iLQR uses); cross-knot second derivatives are left
@@ -595,7 +604,7 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
         lx, lu = np.empty((H + 1, nx)), np.empty((H, nu))
         lxx, luu, lux = np.empty((H + 1, nx, nx)), np.empty((H, nu, nu)), np.empty((H, nu, nx))
         quadratic_derivs_kernel(X, U, cost.Q, cost.R, cost.Qf, cost.x_goal, cost.u_goal,
-                                cost._is_angle, lx, lu, lxx, luu, lux)
+                                cost._is_angle, not gauss_newton, lx, lu, lxx, luu, lux)
         return lx, lu, lxx, luu, lux
     own = getattr(cost, "quadratize", None)
     if own is not None:
@@ -680,7 +689,7 @@ class ILQR:
         p, c = self.problem, self.config
         A, B = self._linearize(X, U)
         lx, lu, lxx, luu, lux = quadratize(p.cost, X, U, integrate=self._integrate, ndx=self.ndx,
-                                           eps=c.fd_eps)
+                                           eps=c.fd_eps, gauss_newton=c.mode is Mode.ILQR)
         if c.mode is Mode.DDP:
             fxx, fux, fuu = second_order(self._linearize, self._integrate, X, U, self.ndx, c.fd_eps)
         else:
@@ -836,7 +845,7 @@ def _fusable(problem: Problem) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 from recede.costs import quadratic_stage, quadratic_terminal  # noqa: E402
-from recede.models.analytic import _jac_work, _rk4_jac, step_one  # noqa: E402
+from recede.models.analytic import _jac_work, _rk4, _rk4_jac, _step_size  # noqa: E402
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -846,13 +855,23 @@ def linearize_one(sys_id, p, dt, substeps, x, u, A, B):
 
 
 @numba.njit(cache=True, error_model="numpy")
+def _linearize_all(sys_id, p, dt, substeps, X, U, A, B, work):
+    for t in range(U.shape[0]):
+        _rk4_jac(sys_id, X[t], U[t], p, dt, substeps, A[t], B[t], work)
+
+
+@numba.njit(cache=True, error_model="numpy")
 def _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
-                     x0, Xbar, Ubar, K, k, alpha, low, high, X, U):
-    """Closed-loop rollout u = clip(u_bar + alpha k + K (x - x_bar)) into X, U; returns its cost."""
+                     x0, Xbar, Ubar, K, k, alpha, low, high, X, U, scratch):
+    """Closed-loop rollout u = clip(u_bar + alpha k + K (x - x_bar)) into X, U; returns its cost.
+    scratch: (6, max(nx, nu)) work rows."""
     H, nu = Ubar.shape
     nx = x0.shape[0]
-    e, du, dx = np.empty(nx), np.empty(nu), np.empty(nx)
-    X[0] = x0
+    h = _step_size(dt, substeps)
+    e, du, dx = scratch[0, :nx], scratch[1, :nu], scratch[2, :nx]
+    xs, kk, acc = scratch[3, :nx], scratch[4, :nx], scratch[5, :nx]
+    for i in range(nx):
+        X[0, i] = x0[i]
     total = 0.0
     for t in range(H):
         for i in range(nx):
@@ -862,8 +881,12 @@ def _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal
             for i in range(nx):
                 s += K[t, a, i] * dx[i]
             U[t, a] = min(max(s, low[a]), high[a])
-        total += quadratic_stage(X[t], U[t], Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du)
-        step_one(sys_id, p, dt, substeps, X[t], U[t], X[t + 1])
+        xt, ut = X[t], U[t]
+        total += quadratic_stage(xt, ut, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du)
+        xn = X[t + 1]
+        for i in range(nx):
+            xn[i] = xt[i]
+        _rk4(sys_id, xn, ut, p, h, substeps, xs, kk, acc)
     total += quadratic_terminal(X[H], Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
     if not np.isfinite(total):
         return np.inf
@@ -939,8 +962,10 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
     Kz = np.zeros((H, nu, nx))
     kz = np.zeros((H, nu))
     stats = np.empty(3)
+    jwork = _jac_work(nx, nu)
+    scratch = np.empty((6, max(nx, nu)))
     J = _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
-                         x0, X, U, Kz, kz, 0.0, low, high, Xn, Un)
+                         x0, X, U, Kz, kz, 0.0, low, high, Xn, Un, scratch)
     # the initial guess is already inside the bounds, so Un == U and Xn is its rollout
     for t in range(H + 1):
         for i in range(nx):
@@ -955,9 +980,9 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
             reason = _MAXITER
             break
         if fresh:
-            for t in range(H):
-                linearize_one(sys_id, p, dt, substeps, X[t], U[t], A[t], B[t])
-            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, lx, lu, lxx, luu, lux)
+            _linearize_all(sys_id, p, dt, substeps, X, U, A, B, jwork)
+            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, not ddp, lx, lu, lxx,
+                                    luu, lux)
             if ddp:
                 _second_order_analytic(sys_id, p, dt, substeps, X, U, eps, fxx, fux, fuu,
                                        Aw, Bw, Aw2, Bw2)
@@ -992,7 +1017,7 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
         for i in range(alphas.shape[0]):
             a = alphas[i]
             c_i = _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal,
-                                   is_angle, x0, X, U, K, k, a, low, high, Xn, Un)
+                                   is_angle, x0, X, U, K, k, a, low, high, Xn, Un, scratch)
             exp_i = -(a * d1 + a * a * d2)
             act_i = J - c_i
             if exp_i > 0:

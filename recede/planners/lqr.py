@@ -280,11 +280,13 @@ class LQR:
         H = p.horizon
         X, U = np.empty((H + 1, p.nx)), np.empty((H, p.nu))
         X[0] = x
+        step_one = getattr(p.dynamics, "step_one", None)  # one state, no batch overhead
         for t in range(H):
             e = X[t] - self.x_goal
             e = np.where(self._angles, (e + np.pi) % (2.0 * np.pi) - np.pi, e)
             U[t] = np.clip(self.u_goal + self.K @ e, p.action_low, p.action_high)
-            X[t + 1] = p.dynamics.step(X[t][None], U[t][None])[0]
+            X[t + 1] = step_one(X[t], U[t]) if step_one is not None else \
+                p.dynamics.step(X[t][None], U[t][None])[0]
         cost = float(p.evaluate(x, U[None])[0])
         status = Status.CONVERGED if np.isfinite(cost) else Status.DIVERGED
         return Plan(actions=U, states=X, cost=cost, iterations=0, status=status,
