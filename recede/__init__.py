@@ -18,8 +18,8 @@ from recede.envs import Task, get_task, list_tasks
 from recede.errors import InvalidArgumentError, PlanningError, RecedeError, UnknownNameError
 from recede.models.base import Differentiable, Dynamics
 from recede.planners import (
-    CEM, ICEM, MPPI, CEMConfig, ICEMConfig, MPPIConfig, Planner, RandomShooting,
-    RandomShootingConfig,
+    CEM, ICEM, ILQR, LQR, MPPI, CEMConfig, DDPConfig, ICEMConfig, ILQRConfig, LQRConfig, MPPIConfig,
+    Planner, RandomShooting, RandomShootingConfig,
 )
 from recede.planners.registry import make_planner
 from recede.problem import IterLog, Plan, Problem, Status
@@ -35,7 +35,8 @@ def __getattr__(name):
     raise AttributeError(f"module 'recede' has no attribute {name!r}")
 
 __all__ = [
-    "CEM", "CEMConfig", "Cost", "ICEM", "ICEMConfig", "MPPI", "MPPIConfig", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
+    "CEM", "CEMConfig", "Cost", "DDPConfig", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "LQR",
+    "LQRConfig", "MPPI", "MPPIConfig", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
     "IterLog", "MPC", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
     "RandomShooting", "RandomShootingConfig", "RecedeError", "RunLog", "Status", "Task",
     "UnknownNameError", "get_task", "list_tasks", "make_planner", "run_closed_loop",

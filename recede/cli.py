@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import enum
 import json
 import math
 import os
@@ -257,7 +258,10 @@ def _chmod_default(path: str) -> None:
 
 
 def _json_safe(obj):
-    """Non-finite floats -> None (JSON has no NaN/inf); numpy scalars -> Python numbers."""
+    """Non-finite floats -> None (JSON has no NaN/inf); numpy scalars -> Python numbers; enums ->
+    their values."""
+    if isinstance(obj, enum.Enum):
+        return _json_safe(obj.value)
     if isinstance(obj, dict):
         return {str(k): _json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):

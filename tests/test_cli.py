@@ -334,3 +334,16 @@ def test_python_dash_m():
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert all(name in res.stdout for name in PLANNERS)
+
+
+@pytest.mark.parametrize("planner", ["ilqr", "ddp", "lqr"])
+def test_run_gradient_planners(capsys, tmp_path, planner):
+    task = get_task("double-integrator")
+    record, out = run_json(capsys, tmp_path, "double-integrator", "--planner", planner,
+                           "--steps", str(task.episode_steps), "--no-progress")
+    assert record["planner"] == planner and record["success"] is True
+    if planner != "lqr":
+        assert record["options"]["mode"] == ("ddp" if planner == "ddp" else "ilqr")
+    code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "ilqr", "--steps", "2",
+                             "--option", "mode=newton", "--no-progress")
+    assert code != 0 and "mode must be one of" in err

@@ -97,6 +97,11 @@ class RewardCost:
 
 TERMINAL_WEIGHT = 10.0
 
+# iLQR/DDP on MuJoCo: every iteration linearises the whole horizon (mjd_transitionFD per physics
+# step) and differentiates the reward numerically, ~60 ms on the half-cheetah here; MPC warm-starts
+# every plan, so a few iterations per control step suffice.
+GRADIENT_DEFAULTS = {"ilqr": {"iterations": 5}, "ddp": {"iterations": 5}}
+
 
 def _ctrl(U, w):
     return w * np.sum(U * U, axis=-1)
@@ -331,7 +336,7 @@ _register(GymTask(
     name="inverted-pendulum", gym_id="InvertedPendulum-v5",
     description="Keep the pole on a cart within 0.2 rad of upright for 1000 steps (Gymnasium).",
     make_cost=_inverted_pendulum, horizon=15, success_rule="survive",
-    planner_defaults={"cem": {"samples": 100, "iterations": 3}, "random": {"samples": 300}},
+    planner_defaults={"cem": {"samples": 100, "iterations": 3}, "random": {"samples": 300}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="reacher", gym_id="Reacher-v5",
@@ -339,41 +344,41 @@ _register(GymTask(
     make_cost=_reacher, horizon=15, episode_steps=50, success_rule="reach",
     sensors=(("fingertip", "mjSENS_FRAMEPOS", "mjOBJ_XBODY", "fingertip"),
              ("target", "mjSENS_FRAMEPOS", "mjOBJ_XBODY", "target")),
-    planner_defaults={"cem": {"samples": 200, "iterations": 4}, "random": {"samples": 500}},
+    planner_defaults={"cem": {"samples": 200, "iterations": 4}, "random": {"samples": 500}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="half-cheetah", gym_id="HalfCheetah-v5",
     description="Run forward as fast as possible for 1000 steps (Gymnasium).",
     make_cost=_half_cheetah, horizon=30,
-    planner_defaults={"cem": {"samples": 200, "iterations": 4}, "random": {"samples": 800}},
+    planner_defaults={"cem": {"samples": 200, "iterations": 4}, "random": {"samples": 800}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="hopper", gym_id="Hopper-v5",
     description="Hop forward without falling (Gymnasium).",
     make_cost=lambda env, dyn: _planar_walker(env, dyn, hopper=True), horizon=30,
     success_rule="survive",
-    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="walker2d", gym_id="Walker2d-v5",
     description="Walk forward without falling (Gymnasium).",
     make_cost=lambda env, dyn: _planar_walker(env, dyn, hopper=False), horizon=30,
     success_rule="survive",
-    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="ant", gym_id="Ant-v5",
     description="Walk the quadruped forward without flipping (Gymnasium).",
     make_cost=_ant, horizon=25, success_rule="survive",
     sensors=(("torso_pos", "mjSENS_FRAMEPOS", "mjOBJ_XBODY", "torso"),),
-    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}, **GRADIENT_DEFAULTS},
 ))
 _register(GymTask(
     name="humanoid", gym_id="Humanoid-v5",
     description="Walk the humanoid forward without falling (Gymnasium).",
     make_cost=_humanoid, horizon=20, success_rule="survive",
     sensors=(("com_pos", "mjSENS_SUBTREECOM", "mjOBJ_BODY", "torso"),),
-    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}},
+    planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000}, **GRADIENT_DEFAULTS},
 ))
 
 

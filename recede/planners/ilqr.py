@@ -331,6 +331,11 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
     L, free, idx = np.empty((m, m)), np.zeros(m, dtype=np.bool_), np.empty(m, dtype=np.int64)
     lo, hi, kt, work = np.empty(m), np.empty(m), np.empty(m), np.empty((4, m))
     rhs = np.empty(m)
+    unbounded = True
+    for i in range(m):
+        idx[i] = i
+        if low[i] > -np.inf or high[i] < np.inf:
+            unbounded = False
     d1 = 0.0
     d2 = 0.0
     g2 = 0.0
@@ -389,9 +394,17 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
             lo[i] = low[i] - ubar[t, i]
             hi[i] = high[i] - ubar[t, i]
             kt[i] = k[t, i]
-        nf = box_qp_kernel(Quu_r, Qu, lo, hi, kt, free, L, idx, work)
-        if nf < 0:
-            return t
+        if unbounded:  # the plain Newton step (what box_qp_kernel does without bounds)
+            if not _chol_sub(Quu_r, idx, m, L):
+                return t
+            for i in range(m):
+                rhs[i] = -Qu[i]
+            _chol_solve_sub(L, m, rhs, kt)
+            nf = m
+        else:
+            nf = box_qp_kernel(Quu_r, Qu, lo, hi, kt, free, L, idx, work)
+            if nf < 0:
+                return t
         # K: free rows -Quu_ff^-1 Qux_f, clamped rows zero
         for i in range(m):
             k[t, i] = kt[i]
@@ -668,10 +681,12 @@ class ILQR:
     ``x0``. ``rng`` is accepted for the planner protocol and unused: the solver is deterministic.
     """
 
-    def __init__(self, problem: Problem, config: ILQRConfig | None = None):
+    def __init__(self, problem: Problem, config: ILQRConfig | None = None, **options):
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
-        config = ILQRConfig() if config is None else config
+        if config is not None and options:
+            raise InvalidArgumentError("pass either config or options, not both")
+        config = ILQRConfig(**options) if config is None else config
         if not isinstance(config, ILQRConfig):
             raise InvalidArgumentError(f"config must be an ILQRConfig, got {type(config).__name__}")
         self.problem, self.config = problem, config
@@ -684,6 +699,17 @@ class ILQR:
             self._linearize = lambda X, U: fd_linearize(dyn, X, U)
         self.alphas = 0.5 ** np.arange(config.line_search)
         self.fused = bool(config.fused and _fusable(problem))
+        if self.fused:  # what the fused kernel takes on every call, gathered once
+            cost = problem.cost
+            # writable copies: Numba's dispatcher types read-only arrays on a slow path
+            sys_id, params, dt, substeps = dyn.kernel_args
+            self._fused_args = tuple(np.array(a) if isinstance(a, np.ndarray) else a for a in (
+                sys_id, params, dt, substeps, cost.Q, cost.R, cost.Qf, cost._diagonal,
+                cost.x_goal, cost.u_goal, cost._is_angle))
+            self._settings = np.array([config.reg_init, config.reg_min, config.reg_max,
+                                       config.reg_factor, config.tol_cost, config.tol_grad,
+                                       config.accept_ratio, config.fd_eps])
+            self._trace, self._out = np.empty((config.iterations, 7)), np.empty(3)
 
     def _derivatives(self, X, U):
         p, c = self.problem, self.config
@@ -729,9 +755,9 @@ class ILQR:
         else:
             w = warm_start.actions if isinstance(warm_start, Plan) else warm_start
             U = np.clip(as_sequence(w, nu, H, "warm_start"), self._low, self._high)
+        if self.fused and deadline is None:  # analytic model: no rollout pool to share cores with
+            return self._solve_fused(x0, U)
         with kernel_threads(p.dynamics):
-            if self.fused and deadline is None:
-                return self._solve_fused(x0, U)
             return self._solve(x0, U, deadline)
 
     def _solve(self, x0, U, deadline) -> Plan:
@@ -811,23 +837,19 @@ class ILQR:
     def _solve_fused(self, x0, U) -> Plan:
         p, c = self.problem, self.config
         H, nu, nx = p.horizon, p.nu, p.nx
-        dyn, cost = p.dynamics, p.cost
         X = np.zeros((H + 1, nx))
         K, k = np.zeros((H, nu, nx)), np.zeros((H, nu))
-        trace = np.empty((c.iterations, 7))
-        settings = np.array([c.reg_init, c.reg_min, c.reg_max, c.reg_factor, c.tol_cost,
-                             c.tol_grad, c.accept_ratio, c.fd_eps])
-        out = np.empty(3)
+        trace, out = self._trace, self._out
         n, reason, passes = _solve_analytic_quadratic(
-            *dyn.kernel_args, cost.Q, cost.R, cost.Qf, cost._diagonal, cost.x_goal, cost.u_goal,
-            cost._is_angle, x0, U, X, self._low, self._high, c.iterations, c.mode is Mode.DDP,
-            settings, self.alphas, K, k, trace, out)
+            *self._fused_args, x0, U, X, self._low, self._high, c.iterations, c.mode is Mode.DDP,
+            self._settings, self.alphas, K, k, trace, out)
         logs = tuple(ILQRLog(iteration=i, cost=float(r[0]), reg=float(r[1]), step=float(r[2]),
                              expected=float(r[3]), actual=float(r[4]), grad=float(r[5]))
                      for i, r in enumerate(trace[:n]))
         J = float(out[0]) if math.isfinite(out[0]) else math.inf
+        k[:] = 0.0  # the actions already include the last step
         return Plan(actions=U, states=X, cost=J, iterations=int(n), status=_STATUS[reason],
-                    trace=logs, K=K, k=np.zeros((H, nu)),
+                    trace=logs, K=K, k=k,
                     info={"reason": _REASONS[reason], "backward_passes": int(passes), "fused": True,
                           "mode": c.mode.value})
 
@@ -845,7 +867,7 @@ def _fusable(problem: Problem) -> bool:
 # ----------------------------------------------------------------------------------------------
 
 from recede.costs import quadratic_stage, quadratic_terminal  # noqa: E402
-from recede.models.analytic import _jac_work, _rk4, _rk4_jac, _step_size  # noqa: E402
+from recede.models.analytic import _f_jac, _jac_work, _rk4, _rk4_jac, _step_size  # noqa: E402
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -856,7 +878,21 @@ def linearize_one(sys_id, p, dt, substeps, x, u, A, B):
 
 @numba.njit(cache=True, error_model="numpy")
 def _linearize_all(sys_id, p, dt, substeps, X, U, A, B, work):
-    for t in range(U.shape[0]):
+    """``linearize_kernel`` serially, with scratch reused. One Euler step's Jacobian is
+    ``I + dt fx``, ``dt fu`` directly (what ``_rk4_jac`` computes, bit for bit)."""
+    H, nu = U.shape
+    nx = X.shape[1]
+    if substeps == -1:
+        Jx, Ju = work[0:nx, 0:nx], work[nx:2 * nx, 0:nu]
+        for t in range(H):
+            _f_jac(sys_id, X[t], U[t], p, Jx, Ju)
+            for i in range(nx):
+                for j in range(nx):
+                    A[t, i, j] = (1.0 if i == j else 0.0) + dt * Jx[i, j]
+                for j in range(nu):
+                    B[t, i, j] = dt * Ju[i, j]
+        return
+    for t in range(H):
         _rk4_jac(sys_id, X[t], U[t], p, dt, substeps, A[t], B[t], work)
 
 
