@@ -410,7 +410,9 @@ _RK4_C = (0.0, 0.5, 0.5, 1.0)
 _RK4_W = (1.0, 2.0, 2.0, 1.0)
 
 
-@numba.njit(cache=True, error_model="numpy", inline="always")
+# Not inlined: step_one, the scalar reference kernel and iLQR's fused solve call the one compiled
+# copy (the four stages with every system's f inlined take about a minute to compile cold).
+@numba.njit(cache=True, error_model="numpy")
 def _rk4(sys_id, x, u, p, h, substeps, xs, k, acc):
     """``substeps`` classical RK4 steps of ``h`` on ``x`` in place, or, for ``substeps < 0``,
     ``-substeps`` explicit Euler steps ``x += h f(x, u)``. ``xs, k, acc``: (nx,) scratch."""

@@ -12,7 +12,9 @@ ICRA 2014; the projected-Newton box QP is theirs):
    model without ``linearize``) and the cost's quadratisation (exact for ``QuadraticCost``,
    central differences of the cost otherwise; see :func:`quadratize`). iLQR is Gauss-Newton
    throughout: it also leaves out the curvature of ``QuadraticCost``'s wrapped-angle residuals,
-   which makes the cost Hessian indefinite away from the goal; DDP keeps it.
+   which makes the cost Hessian indefinite away from the goal; DDP keeps it. DDP's second-order
+   dynamics terms are central differences of the Jacobians (:func:`second_order`; for the
+   analytic systems, of their exact Jacobians, so accurate to about ``fd_eps**2``).
 2. Backward pass (one Numba kernel): ``Q`` terms, ``Quu + reg I`` checked by Cholesky, and at each
    knot the box QP ``min_du 1/2 du'Quu du + Qu'du`` s.t. ``low <= u_bar + du <= high`` by projected
    Newton; ``k`` is its solution and ``K`` the feedback of its free directions (clamped
@@ -37,7 +39,8 @@ last backward pass's gains.
 
 Fast path: on an analytic Numba system with a ``QuadraticCost`` the whole solve runs in one
 Numba call (``Plan.info["fused"]``); it takes the same steps as the general loop (tests check
-both against each other).
+both against each other). A plan with a ``deadline`` runs the general loop, which checks it
+between iterations.
 """
 
 from __future__ import annotations
@@ -701,11 +704,10 @@ class ILQR:
         self.fused = bool(config.fused and _fusable(problem))
         if self.fused:  # what the fused kernel takes on every call, gathered once
             cost = problem.cost
-            # writable copies: Numba's dispatcher types read-only arrays on a slow path
-            sys_id, params, dt, substeps = dyn.kernel_args
-            self._fused_args = tuple(np.array(a) if isinstance(a, np.ndarray) else a for a in (
-                sys_id, params, dt, substeps, cost.Q, cost.R, cost.Qf, cost._diagonal,
-                cost.x_goal, cost.u_goal, cost._is_angle))
+            # the model's and cost's own (read-only) arrays: the same Numba types as every other
+            # kernel gets, so the functions they share compile once
+            self._fused_args = (*dyn.kernel_args, cost.Q, cost.R, cost.Qf, cost._diagonal,
+                                cost.x_goal, cost.u_goal, cost._is_angle)
             self._settings = np.array([config.reg_init, config.reg_min, config.reg_max,
                                        config.reg_factor, config.tol_cost, config.tol_grad,
                                        config.accept_ratio, config.fd_eps])
@@ -905,7 +907,8 @@ def _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal
     nx = x0.shape[0]
     h = _step_size(dt, substeps)
     e, du, dx = scratch[0, :nx], scratch[1, :nu], scratch[2, :nx]
-    xs, kk, acc = scratch[3, :nx], scratch[4, :nx], scratch[5, :nx]
+    # _rk4's scratch as step_one allocates it, so both calls share one compiled _rk4
+    xs, kk, acc = np.empty(nx), np.empty(nx), np.empty(nx)
     for i in range(nx):
         X[0, i] = x0[i]
     total = 0.0
