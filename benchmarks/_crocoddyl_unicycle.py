@@ -5,7 +5,7 @@ Standalone: imports only numpy and crocoddyl, because crocoddyl lives in its
 own virtual environment (it pins its own numpy/eigenpy/pinocchio stack) and
 this file is run with that environment's interpreter as a subprocess, e.g.
 
-    /work/venvs/croc/bin/python benchmarks/_crocoddyl_unicycle.py \
+    croc/bin/python benchmarks/_crocoddyl_unicycle.py \
         --T 20 50 100 --repeats 20 --json
 
 Problem (checked numerically against the installed crocoddyl at start-up,
