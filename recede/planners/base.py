@@ -46,6 +46,15 @@ def shift_actions(actions: np.ndarray, n: int) -> np.ndarray:
     return np.concatenate([a[..., n:, :], np.repeat(a[..., -1:, :], n, axis=-2)], axis=-2)
 
 
+def initial_actions(warm_start, low: np.ndarray, high: np.ndarray, horizon: int) -> np.ndarray:
+    """A planner's starting sequence ``(H, nu)``: the warm start's actions (a Plan or an array),
+    or zeros, clipped into ``[low, high]``."""
+    if warm_start is None:
+        return np.tile(np.clip(0.0, low, high), (horizon, 1))
+    w = warm_start.actions if isinstance(warm_start, Plan) else warm_start
+    return np.clip(as_sequence(w, low.shape[0], horizon, "warm_start"), low, high)
+
+
 @contextlib.contextmanager
 def kernel_threads(dynamics):
     """Run the planner's Numba kernels on one thread when the model parallelises its own
@@ -152,11 +161,7 @@ class SamplingPlanner:
         x0 = p.check_x0(x0)
         rng = as_generator(rng)
         H, nu = p.horizon, p.nu
-        if warm_start is None:
-            nominal = np.tile(np.clip(0.0, self._low, self._high), (H, 1))
-        else:
-            w = warm_start.actions if isinstance(warm_start, Plan) else warm_start
-            nominal = np.clip(as_sequence(w, nu, H, "warm_start"), self._low, self._high)
+        nominal = initial_actions(warm_start, self._low, self._high, H)
         self.begin(nominal, warm_start is not None)
         best, best_cost, trace = nominal, math.inf, []
         status, last, evaluated = Status.MAX_ITERATIONS, 0.0, 0

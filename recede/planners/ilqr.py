@@ -55,8 +55,8 @@ import numpy as np
 
 from recede.costs import QuadraticCost
 from recede.errors import InvalidArgumentError
-from recede.models.base import as_sequence
-from recede.planners.base import check_number, check_positive_int, kernel_threads
+from recede.planners.base import check_number, check_positive_int, initial_actions, kernel_threads
+from recede.planners.lqr import _chol_solve_sub, _chol_sub
 from recede.problem import Plan, Problem, Status, needs_sensors, sanitize_costs
 
 __all__ = ["DDPConfig", "ILQR", "ILQRConfig", "ILQRLog", "Mode", "box_qp", "fd_linearize", "quadratize",
@@ -160,38 +160,6 @@ _STATUS = {_MAXITER: Status.MAX_ITERATIONS, _GRAD: Status.CONVERGED,
 # ----------------------------------------------------------------------------------------------
 # Numba: Cholesky, box QP, backward pass
 # ----------------------------------------------------------------------------------------------
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _chol_sub(M, idx, n, L):
-    """Cholesky factor of ``M[idx[:n]][:, idx[:n]]`` into ``L[:n, :n]``; False if not PD."""
-    for i in range(n):
-        for j in range(i + 1):
-            s = M[idx[i], idx[j]]
-            for m in range(j):
-                s -= L[i, m] * L[j, m]
-            if i == j:
-                if not s > 0.0:
-                    return False
-                L[i, i] = np.sqrt(s)
-            else:
-                L[i, j] = s / L[j, j]
-    return True
-
-
-@numba.njit(cache=True, error_model="numpy")
-def _chol_solve_sub(L, n, b, y):
-    """Solve ``(L L') y = b`` for the leading n entries (b, y may alias)."""
-    for i in range(n):
-        s = b[i]
-        for m in range(i):
-            s -= L[i, m] * y[m]
-        y[i] = s / L[i, i]
-    for i in range(n - 1, -1, -1):
-        s = y[i]
-        for m in range(i + 1, n):
-            s -= L[m, i] * y[m]
-        y[i] = s / L[i, i]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -711,7 +679,7 @@ class ILQR:
             self._settings = np.array([config.reg_init, config.reg_min, config.reg_max,
                                        config.reg_factor, config.tol_cost, config.tol_grad,
                                        config.accept_ratio, config.fd_eps])
-            self._trace, self._out = np.empty((config.iterations, 7)), np.empty(3)
+            self._trace, self._out = np.empty((config.iterations, 6)), np.empty(3)
 
     def _derivatives(self, X, U):
         p, c = self.problem, self.config
@@ -751,12 +719,7 @@ class ILQR:
                 f"deadline must be a finite time.perf_counter() instant or None, got {deadline!r}")
         p = self.problem
         x0 = p.check_x0(x0)
-        H, nu = p.horizon, p.nu
-        if warm_start is None:
-            U = np.tile(np.clip(0.0, self._low, self._high), (H, 1))
-        else:
-            w = warm_start.actions if isinstance(warm_start, Plan) else warm_start
-            U = np.clip(as_sequence(w, nu, H, "warm_start"), self._low, self._high)
+        U = initial_actions(warm_start, self._low, self._high, p.horizon)
         if self.fused and deadline is None:  # analytic model: no rollout pool to share cores with
             return self._solve_fused(x0, U)
         with kernel_threads(p.dynamics):
@@ -982,7 +945,7 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
                               trace, out):
     """``ILQR._solve`` in one call (same steps and arithmetic order for every decision). U (H, nu)
     is the initial guess and receives the result, X (H+1, nx) its states; trace rows are
-    (cost, reg, step, expected, actual, grad, 0). Returns (iterations, reason, backward passes)
+    (cost, reg, step, expected, actual, grad). Returns (iterations, reason, backward passes)
     and out[0] = cost."""
     reg_init, reg_min, reg_max, reg_factor = settings[0], settings[1], settings[2], settings[3]
     tol_cost, tol_grad, accept_ratio, eps = settings[4], settings[5], settings[6], settings[7]
@@ -1086,7 +1049,6 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
         trace[n, 3] = expected
         trace[n, 4] = actual
         trace[n, 5] = grad
-        trace[n, 6] = 0.0
         n += 1
         if step > 0.0 and actual <= tol_cost * abs(J + actual):
             reason = _CHANGE

@@ -81,13 +81,11 @@ def lqr_infinite(A, B, Q, R) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(cache=True, error_model="numpy")
-def _cholesky_solve(M, rhs, L, out):
-    """Solve M X = rhs for symmetric M (n, n) by Cholesky into ``out`` (n, m); L: (n, n) scratch.
-    Returns False when M is not positive definite."""
-    n = M.shape[0]
+def _chol_sub(M, idx, n, L):
+    """Cholesky factor of ``M[idx[:n]][:, idx[:n]]`` into ``L[:n, :n]``; False if not PD."""
     for i in range(n):
         for j in range(i + 1):
-            s = M[i, j]
+            s = M[idx[i], idx[j]]
             for m in range(j):
                 s -= L[i, m] * L[j, m]
             if i == j:
@@ -96,17 +94,38 @@ def _cholesky_solve(M, rhs, L, out):
                 L[i, i] = np.sqrt(s)
             else:
                 L[i, j] = s / L[j, j]
+    return True
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _chol_solve_sub(L, n, b, y):
+    """Solve ``(L L') y = b`` for the leading n entries (b, y may alias)."""
+    for i in range(n):
+        s = b[i]
+        for m in range(i):
+            s -= L[i, m] * y[m]
+        y[i] = s / L[i, i]
+    for i in range(n - 1, -1, -1):
+        s = y[i]
+        for m in range(i + 1, n):
+            s -= L[m, i] * y[m]
+        y[i] = s / L[i, i]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _cholesky_solve(M, rhs, L, out):
+    """Solve M X = rhs for symmetric M (n, n) by Cholesky into ``out`` (n, m); L: (n, n) scratch.
+    Returns False when M is not positive definite."""
+    n = M.shape[0]
+    if not _chol_sub(M, np.arange(n), n, L):
+        return False
+    col = np.empty(n)
     for c in range(rhs.shape[1]):
-        for i in range(n):  # L y = b
-            s = rhs[i, c]
-            for m in range(i):
-                s -= L[i, m] * out[m, c]
-            out[i, c] = s / L[i, i]
-        for i in range(n - 1, -1, -1):  # L' x = y
-            s = out[i, c]
-            for m in range(i + 1, n):
-                s -= L[m, i] * out[m, c]
-            out[i, c] = s / L[i, i]
+        for i in range(n):
+            col[i] = rhs[i, c]
+        _chol_solve_sub(L, n, col, col)
+        for i in range(n):
+            out[i, c] = col[i]
     return True
 
 
