@@ -18,7 +18,8 @@ from recede.envs import Task, get_task, list_tasks
 from recede.errors import InvalidArgumentError, PlanningError, RecedeError, UnknownNameError
 from recede.models.base import Differentiable, Dynamics
 from recede.planners import (
-    CEM, ICEM, ILQR, LQR, MPPI, CEMConfig, DDPConfig, ICEMConfig, ILQRConfig, LQRConfig, MPPIConfig,
+    CEM, ICEM, ILQR, LQR, MCTS, MPPI, CEMConfig, DDPConfig, ICEMConfig, ILQRConfig, LQRConfig,
+    MCTSConfig, MPPIConfig,
     Planner, RandomShooting, RandomShootingConfig,
 )
 from recede.planners.registry import make_planner
@@ -36,7 +37,7 @@ def __getattr__(name):
 
 __all__ = [
     "CEM", "CEMConfig", "Cost", "DDPConfig", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "LQR",
-    "LQRConfig", "MPPI", "MPPIConfig", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
+    "LQRConfig", "MCTS", "MCTSConfig", "MPPI", "MPPIConfig", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
     "IterLog", "MPC", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
     "RandomShooting", "RandomShootingConfig", "RecedeError", "RunLog", "Status", "Task",
     "UnknownNameError", "get_task", "list_tasks", "make_planner", "run_closed_loop",

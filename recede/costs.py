@@ -2,7 +2,9 @@
 
 ``cost(X, U) -> (B,)`` with ``X: (B, H+1, nx)`` and ``U: (B, H, nu)`` returns
 ``sum_t l(X[:, t], U[:, t]) + l_T(X[:, H])``. ``stage(x, u)`` is one running term (environments
-report its negative as the reward).
+report its negative as the reward). Costs may also offer ``stage_costs(X, U[, S]) -> (B, H+1)``,
+the per-step terms (terminal in column H) that sum to the total: tree search backs them up
+step by step (see :func:`stage_costs`).
 """
 
 from __future__ import annotations
@@ -248,6 +250,17 @@ class QuadraticCost:
         du = np.asarray(u, dtype=np.float64) - self.u_goal
         return float(0.5 * e @ self.Q @ e + 0.5 * du @ self.R @ du)
 
+    def stage_costs(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Per-step costs ``(B, H+1)``: column t < H is ``l(X[:, t], U[:, t])``, column H is
+        ``l_T(X[:, H])``; they sum to ``cost(X, U)``."""
+        X, U = as_cost_batch(X, U, self.nx, self.nu)
+        e, du = self.error(X), U - self.u_goal
+        out = np.empty((U.shape[0], U.shape[1] + 1))
+        out[:, :-1] = 0.5 * (np.einsum("bti,ij,btj->bt", e[:, :-1], self.Q, e[:, :-1])
+                             + np.einsum("bti,ij,btj->bt", du, self.R, du))
+        out[:, -1] = 0.5 * np.einsum("bi,ij,bj->b", e[:, -1], self.Qf, e[:, -1])
+        return out
+
     def terminal(self, x: np.ndarray) -> float:
         e = self.error(x)
         return float(0.5 * e @ self.Qf @ e)
@@ -285,3 +298,21 @@ class FunctionCost:
 
     def stage(self, x: np.ndarray, u: np.ndarray) -> float:
         return float(np.asarray(self.running(x[None, None], u[None, None])).reshape(-1)[0])
+
+    def stage_costs(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Per-step costs ``(B, H+1)``, the terminal cost (or 0) in column H."""
+        out = np.zeros((U.shape[0], U.shape[1] + 1))
+        out[:, :-1] = np.asarray(self.running(X[:, :-1], U), dtype=np.float64)
+        if self.terminal_fn is not None:
+            out[:, -1] = np.asarray(self.terminal_fn(X[:, -1]), dtype=np.float64)
+        return out
+
+
+def stage_costs(cost, X: np.ndarray, U: np.ndarray, S: np.ndarray | None = None) -> np.ndarray | None:
+    """Per-step costs ``(B, H+1)`` of ``cost`` (terminal in column H), from its own
+    ``stage_costs``; ``None`` when the cost only gives totals."""
+    f = getattr(cost, "stage_costs", None)
+    if f is None:
+        return None
+    out = f(X, U) if S is None else f(X, U, S)
+    return np.asarray(out, dtype=np.float64)

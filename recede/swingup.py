@@ -117,6 +117,18 @@ class SwingUpCost:
         e = self.quadratic.error(x)
         return float(min(0.5 * e @ self.P @ e, self.value_cap))
 
+    def stage_costs(self, X: np.ndarray, U: np.ndarray) -> np.ndarray:
+        """Per-step costs ``(B, H+1)`` (the capped terminal cost in column H)."""
+        X, U = as_cost_batch(X, U, self.nx, self.nu)
+        q = self.quadratic
+        out = q.stage_costs(X, U)
+        dE = self.energy(X[:, :-1]) - self.energy_goal
+        out[:, :-1] += 0.5 * self.energy_weight * dE * dE
+        e = q.error(X[:, -1])
+        v = 0.5 * np.einsum("bi,ij,bj->b", e, self.P, e)
+        out[:, -1] = np.where(v > self.value_cap, self.value_cap, v)  # NaN stays NaN
+        return out
+
     def __repr__(self) -> str:
         return (f"SwingUpCost({self.quadratic!r}, energy_weight={self.energy_weight:g}, "
                 f"value_cap={self.value_cap:g}, model={self._name})")

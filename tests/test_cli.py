@@ -347,3 +347,19 @@ def test_run_gradient_planners(capsys, tmp_path, planner):
     code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "ilqr", "--steps", "2",
                              "--option", "mode=newton", "--no-progress")
     assert code != 0 and "mode must be one of" in err
+
+
+def test_run_mcts_with_its_options(capsys, tmp_path):
+    """--planner mcts with discrete primitives through --option; the JSON keeps the options."""
+    record, out = run_json(capsys, tmp_path, "double-integrator", "--planner", "mcts", "--steps", "6",
+                           "--option", "levels=5", "--option", "simulations=300",
+                           "--option", "backup=best", "--no-progress")
+    assert record["planner"] == "mcts"
+    assert record["options"]["levels"] == 5 and record["options"]["backup"] == "best"
+    assert record["steps"] == 6 and set(record["plan_samples"]) == {300}
+    code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "mcts", "--steps", "2",
+                             "--option", "widening_alpha=1.5", "--no-progress")
+    assert code != 0 and "widening_alpha must be in (0, 1), got 1.5" in err
+    code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "mcts", "--steps", "2",
+                             "--option", "actions=[]", "--no-progress")
+    assert code != 0 and "actions must be a non-empty sequence" in err

@@ -78,6 +78,11 @@ class RewardCost:
         return r, np.asarray(self._terminated(X, S), dtype=bool)
 
     def __call__(self, X, U, S=None) -> np.ndarray:
+        return self.stage_costs(X, U, S).sum(axis=1)
+
+    def stage_costs(self, X, U, S=None) -> np.ndarray:
+        """Per-step costs ``(B, H+1)``: ``-alive_t r_t`` (penalty included), and in column H
+        minus the terminal value for sequences alive at the end (else 0). They sum to the cost."""
         r, term = self.rewards(X, U, S)
         if self.penalty is not None:
             r = r - np.asarray(self.penalty(X, U, S), dtype=np.float64)
@@ -85,11 +90,12 @@ class RewardCost:
         if term.any():
             alive[:, 1:] = np.logical_and.accumulate(~term[:, :-1], axis=1)
             r = np.where(alive, r, 0.0) + np.where(np.isnan(r), np.nan, 0.0)
-        total = r.sum(axis=1)
+        out = np.zeros((r.shape[0], r.shape[1] + 1))
+        out[:, :-1] = -r
         if self.terminal_value is not None:
             survived = alive[:, -1] & ~term[:, -1]
-            total = total + np.where(survived, self.terminal_value(X[:, -1]), 0.0)
-        return -total
+            out[:, -1] = -np.where(survived, self.terminal_value(X[:, -1]), 0.0)
+        return out
 
     def __repr__(self) -> str:
         return f"RewardCost({self.name})"

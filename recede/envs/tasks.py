@@ -167,6 +167,17 @@ _MPPI_SWINGUP = {"samples": 300, "iterations": 3, "temperature": 0.001, "noise_s
 _MPPI_CARTPOLE = {"samples": 300, "iterations": 5, "temperature": 0.01, "noise_std": 1.0,
                   "beta": 2.0, "anneal": 0.5}
 
+# MCTS on the swing-ups: a node's value is the best return below it (deterministic models),
+# a small exploration constant, and leaves evaluated by the previous plan's continuation with
+# noise, so that the plan's tail improves from replan to replan as in CEM. Pendulum: progressive
+# widening with Gaussian proposals around the warm start; each edge holds its action 3 steps.
+_MCTS_PENDULUM = {"simulations": 2000, "repeat": 3, "backup": "best", "exploration": 0.3,
+                  "proposal": "gaussian", "proposal_std": 1.0, "rollout": "warm_start",
+                  "rollout_std": 0.3}
+# Cart-pole: seven discrete forces (fine ones for the balance), each held 2 steps.
+_MCTS_CARTPOLE = {"simulations": 2000, "repeat": 2, "backup": "best",
+                  "actions": (-10.0, -4.0, -1.0, 0.0, 1.0, 4.0, 10.0), "rollout": "warm_start"}
+
 register_task(Task(
     name="pendulum-swingup",
     description="Swing a torque-limited pendulum up from hanging and balance it upright.",
@@ -179,7 +190,8 @@ register_task(Task(
     success=HoldCriterion((0,), (0.0,), (0.2,), (True,), 2.0),
     horizon=30,
     planner_defaults={"cem": {"samples": 300, "iterations": 5}, "random": {"samples": 1000},
-                      "icem": {"samples": 300, "iterations": 4}, "mppi": _MPPI_SWINGUP},
+                      "icem": {"samples": 300, "iterations": 4}, "mppi": _MPPI_SWINGUP,
+                    "mcts": _MCTS_PENDULUM},
     # MPPI's averaged plan swings up more slowly: at 30 steps it held on 6 of seeds 0..9, at 40 on
     # all 10 (CEM and iCEM did worse at 40: 8 of 10 each)
     planner_horizons={"mppi": 40},
@@ -197,7 +209,8 @@ register_task(Task(
     success=HoldCriterion((0, 1), (0.0, 0.0), (0.5, 0.2), (False, True), 2.0),
     horizon=40,
     planner_defaults={"cem": {"samples": 500, "iterations": 5}, "random": {"samples": 2000},
-                      "icem": {"samples": 300, "iterations": 5}, "mppi": _MPPI_CARTPOLE},
+                      "icem": {"samples": 300, "iterations": 5}, "mppi": _MPPI_CARTPOLE,
+                    "mcts": _MCTS_CARTPOLE},
 ))
 
 # The acrobot balances only on a short horizon (see recede.swingup): 12 steps (0.6 s) with energy
@@ -257,6 +270,8 @@ register_task(dataclasses.replace(
     description="cartpole-swingup on MuJoCo physics (our MJCF twin of the analytic cart-pole).",
     make_dynamics=_mujoco("cartpole.xml", frame_skip=2),
     planner_defaults={"cem": {"samples": 300, "iterations": 4}, "random": {"samples": 1000},
-                      "icem": {"samples": 200, "iterations": 4}, "mppi": _MPPI_CARTPOLE},
+                      "icem": {"samples": 200, "iterations": 4}, "mppi": _MPPI_CARTPOLE,
+                      # batched leaf evaluation: 1000 simulations in 16 rollouts of 64
+                      "mcts": {**_MCTS_CARTPOLE, "simulations": 1000, "batch": 64}},
     asset=os.path.join(_ASSETS, "cartpole.xml"),
 ))

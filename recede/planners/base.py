@@ -56,13 +56,14 @@ def initial_actions(warm_start, low: np.ndarray, high: np.ndarray, horizon: int)
 
 
 @contextlib.contextmanager
-def kernel_threads(dynamics):
+def kernel_threads(dynamics, *, serial: bool = False):
     """Run the planner's Numba kernels on one thread when the model parallelises its own
-    rollouts (``dynamics.parallel_rollouts``, e.g. MuJoCo's rollout pool). Otherwise Numba's
+    rollouts (``dynamics.parallel_rollouts``, e.g. MuJoCo's rollout pool), or when the planner
+    asks (``serial``: its work is serial, e.g. a tree search). Otherwise Numba's
     OpenMP workers, which spin for a while after every parallel kernel so that the next call
     starts at once (see ``recede._threads``), would take the cores from the model's threads:
     that cost a third of MuJoCo's rollout throughput here."""
-    if not getattr(dynamics, "parallel_rollouts", False):
+    if not (serial or getattr(dynamics, "parallel_rollouts", False)):
         yield
         return
     previous = numba.get_num_threads()

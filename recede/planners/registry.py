@@ -9,6 +9,7 @@ from recede.planners.cem import CEM, CEMConfig
 from recede.planners.icem import ICEM, ICEMConfig
 from recede.planners.ilqr import ILQR, DDPConfig, ILQRConfig
 from recede.planners.lqr import LQR, LQRConfig
+from recede.planners.mcts import MCTS, MCTSConfig
 from recede.planners.mppi import MPPI, MPPIConfig
 from recede.planners.random_shooting import RandomShooting, RandomShootingConfig
 from recede.problem import Problem
@@ -21,6 +22,7 @@ PLANNERS: dict[str, tuple[type, type]] = {
     "lqr": (LQR, LQRConfig),
     "ilqr": (ILQR, ILQRConfig),
     "ddp": (ILQR, DDPConfig),
+    "mcts": (MCTS, MCTSConfig),
 }
 
 

@@ -1,0 +1,1038 @@
+"""Monte Carlo tree search (MCTS) over a ``Problem``: discrete primitives or progressive widening
+for continuous actions, min-max normalised UCT/PUCT, tree reuse between plans.
+
+The tree
+--------
+Nodes live in preallocated arrays (the pool holds ``max_nodes``). A node is reached from its
+parent by one *edge*: an action held for ``repeat`` control steps (fewer at the end of the
+horizon), so the tree has ``L = ceil(H / repeat)`` levels. Per node: parent, first child and next
+sibling (children as a linked list), the edge's action (and primitive index), its discounted
+cost ``edge_cost = sum_s gamma^s l(x_s, u)`` and ``edge_disc = gamma^steps``, the state at the
+edge's end, the visit count ``N``, a virtual-loss count and the sum ``W`` of the returns
+backed up through it. A simulation's return at node n is the discounted cost from the start of
+n's edge to the horizon, ``Q = edge_cost + edge_disc * G_child``, where ``G`` at the leaf is the
+leaf evaluation: the default policy's rollout to the horizon plus the terminal cost. The root
+sums the whole-horizon returns.
+
+One simulation
+--------------
+1. **Select** from the root. At a node with ``N`` (this simulation included), a new child is
+   added while it has fewer children than allowed: all primitives for discrete actions, and
+   ``ceil(k N^alpha)`` for continuous ones (progressive widening), drawn from the proposal
+   (uniform in the bounds, or Gaussian around the warm start's action at that step, whose
+   first draw is the warm-start action itself). Otherwise the child with the best score is
+   taken, with the mean ``Q`` min-max normalised over the tree (``q`` in [0, 1], 0 best) so the
+   exploration constant ``c`` does not depend on the cost's scale:
+
+   - UCT:  ``(1 - q) + c sqrt(ln N / n)``;
+   - PUCT: ``(1 - q) + c P sqrt(N) / (1 + n)`` with the prior ``P`` (given for primitives,
+     uniform over the children of a widened node). Unvisited primitives count with the
+     parent's value (first-play urgency) and are added when their score wins.
+
+   A discrete UCT node adds its untried primitives first, in random order.
+2. **Evaluate** the new leaf: step its edge from the parent's state, then roll the default
+   policy (uniformly random actions or primitives, or the warm start's continuation) to the
+   horizon.
+3. **Back up** ``Q`` along the path (visits, value sums, the tree's min and max).
+
+A non-finite return counts as the worst return seen in the tree so far (+inf if none).
+
+Two paths, one tree
+-------------------
+- **Fused**: an analytic Numba system with a ``QuadraticCost`` runs whole searches inside one
+  Numba call (``model.kernel_args``, ``_rk4``, ``quadratic_stage``).
+- **Batched**, for every other model (MuJoCo, learned) and cost: ``batch`` leaves are selected
+  in turn, each adding a virtual loss to its path (counted as a visit with the worst value in
+  the tree) so that the next descents spread out; their whole action sequences (path, new edge,
+  default policy) are evaluated from ``x0`` in one ``dynamics.rollout`` and the cost's
+  per-step ``stage_costs`` (:func:`recede.costs.stage_costs`); then all are backed up. A cost
+  without ``stage_costs`` puts its total in the last step (then ``discount`` must be 1). With
+  ``batch=1`` the batched path takes the same decisions as the fused one (tests check it).
+
+Between plans
+-------------
+The action taken is the root child with the most visits (ties: lower mean cost); the plan
+follows the most-visited children down the tree and the best simulation through the end of that
+path after it. ``plan.cost`` is the problem's (undiscounted) cost of those actions. After the
+controller applies ``n`` steps (``advance(n)``, or :meth:`MCTS.reroot`) the next ``plan``
+re-roots at the node reached by the plan's first ``n / repeat`` edges and keeps its subtree's
+statistics, if ``reuse``, ``n`` is a multiple of ``repeat`` and the node's predicted state
+matches the measured ``x0`` within ``reuse_tol`` (max-norm); else it starts a fresh tree.
+
+Budgets: ``simulations`` per plan, ``max_nodes`` in the pool (the search stops when it is
+full) and ``plan(..., deadline=)`` (checked between chunks of simulations). Randomness comes
+only from ``rng``: same seed, same tree.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+import time
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal, stage_costs
+from recede.errors import InvalidArgumentError
+from recede.planners.base import as_generator, check_number, check_positive_int, initial_actions
+from recede.planners.base import kernel_threads
+from recede.problem import Plan, Problem, Status, needs_sensors
+
+
+class Selection(enum.Enum):
+    UCT = "uct"
+    PUCT = "puct"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Proposal(enum.Enum):
+    """How progressive widening draws a new continuous action."""
+
+    UNIFORM = "uniform"
+    GAUSSIAN = "gaussian"  # around the warm start's action at that step
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Backup(enum.Enum):
+    """What a node's value is: the mean of the returns through it (classic UCT, for noisy
+    evaluations) or the best (lowest) one, which for a deterministic model is the cost of the
+    best sequence found below it (single-player MCTS)."""
+
+    MEAN = "mean"
+    BEST = "best"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RolloutPolicy(enum.Enum):
+    """The default policy that evaluates a new leaf."""
+
+    RANDOM = "random"
+    WARM_START = "warm_start"  # the warm start's actions from the leaf's step on (zeros without)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def _enum(cls, name, value):
+    try:
+        return cls(value)
+    except ValueError:
+        raise InvalidArgumentError(
+            f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
+
+
+@dataclass(frozen=True)
+class MCTSConfig:
+    """
+    simulations: simulations per plan (> 0). max_nodes: the node pool's size (> 1); the search
+    stops early when it is full. exploration: ``c`` (>= 0) of UCT/PUCT on min-max normalised
+    values. selection: "uct" or "puct". backup: "mean" or "best", a node's value (see
+    ``Backup``). discount: ``gamma`` in (0, 1] per control step.
+    actions: the discrete primitives, a sequence of A actions (each nu numbers, or numbers when
+    nu = 1); levels: instead of ``actions``, ``levels`` evenly spaced values per action dimension
+    between the bounds (A = levels^nu); neither: continuous actions with progressive widening.
+    prior: PUCT's prior over the primitives (A positive numbers, normalised here); uniform if
+    not given. repeat: control steps each tree edge holds its action. widening_k, widening_alpha:
+    a node with N visits has at most ``ceil(k N^alpha)`` children (k > 0, alpha in (0, 1)).
+    proposal: "uniform" or "gaussian" (std ``proposal_std`` times the half-range of the bounds).
+    rollout: "random" or "warm_start"; rollout_std: Gaussian noise added to the warm start's
+    actions in its rollouts (times the half-range of the bounds, >= 0; clipped). batch: leaves evaluated per batched rollout (batched path).
+    reuse, reuse_tol: keep the subtree between plans (see the module docstring). fused: use the
+    in-Numba search where the problem allows it.
+    """
+
+    simulations: int = 2000
+    max_nodes: int = 100_000
+    exploration: float = 1.0
+    selection: Selection | str = Selection.UCT
+    backup: Backup | str = Backup.MEAN
+    discount: float = 1.0
+    actions: tuple | None = None
+    levels: int = 0
+    prior: tuple | None = None
+    repeat: int = 1
+    widening_k: float = 1.0
+    widening_alpha: float = 0.5
+    proposal: Proposal | str = Proposal.UNIFORM
+    proposal_std: float = 0.3
+    rollout: RolloutPolicy | str = RolloutPolicy.RANDOM
+    rollout_std: float = 0.0
+    batch: int = 32
+    reuse: bool = True
+    reuse_tol: float = 1e-6
+    fused: bool = True
+
+    def __post_init__(self):
+        check_positive_int("simulations", self.simulations)
+        check_positive_int("max_nodes", self.max_nodes, 2)
+        check_number("exploration", self.exploration)
+        object.__setattr__(self, "selection", _enum(Selection, "selection", self.selection))
+        object.__setattr__(self, "backup", _enum(Backup, "backup", self.backup))
+        object.__setattr__(self, "proposal", _enum(Proposal, "proposal", self.proposal))
+        object.__setattr__(self, "rollout", _enum(RolloutPolicy, "rollout", self.rollout))
+        d = self.discount
+        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0 < d <= 1:
+            raise InvalidArgumentError(f"discount must be in (0, 1], got {d!r}")
+        check_positive_int("levels", self.levels, 0)
+        if self.levels == 1:
+            raise InvalidArgumentError("levels must be 0 (continuous actions) or >= 2, got 1")
+        if self.actions is not None:
+            if self.levels:
+                raise InvalidArgumentError(
+                    f"give either actions or levels, not both (levels={self.levels})")
+            a = np.asarray(self.actions, dtype=np.float64) if _is_sequence(self.actions) else None
+            if a is None or a.size == 0:
+                raise InvalidArgumentError(
+                    f"actions must be a non-empty sequence of action primitives, got {self.actions!r}")
+            if a.ndim not in (1, 2) or not np.all(np.isfinite(a)):
+                raise InvalidArgumentError(
+                    f"actions must be a finite (A,) or (A, nu) array of primitives, got {self.actions!r}")
+            a = a.reshape(-1, 1) if a.ndim == 1 else a
+            object.__setattr__(self, "actions", tuple(tuple(float(v) for v in row) for row in a))
+        if self.prior is not None:
+            p = np.asarray(self.prior, dtype=np.float64) if _is_sequence(self.prior) else None
+            if p is None or p.ndim != 1 or p.size == 0 or not np.all(np.isfinite(p)) or np.any(p <= 0):
+                raise InvalidArgumentError(f"prior must be a sequence of positive numbers, got {self.prior!r}")
+            if self.actions is None and not self.levels:
+                raise InvalidArgumentError("prior needs discrete actions (actions or levels)")
+            object.__setattr__(self, "prior", tuple(float(v) for v in p / p.sum()))
+        check_positive_int("repeat", self.repeat)
+        check_number("widening_k", self.widening_k, strict=True)
+        a = self.widening_alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float, np.floating)) or not 0 < a < 1:
+            raise InvalidArgumentError(f"widening_alpha must be in (0, 1), got {a!r}")
+        check_number("proposal_std", self.proposal_std, strict=True)
+        check_number("rollout_std", self.rollout_std)
+        check_positive_int("batch", self.batch)
+        check_number("reuse_tol", self.reuse_tol)
+        for name in ("reuse", "fused"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise InvalidArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
+
+    @property
+    def discrete(self) -> bool:
+        return self.actions is not None or self.levels > 0
+
+
+def _is_sequence(v) -> bool:
+    return isinstance(v, (list, tuple, np.ndarray))
+
+
+# ----------------------------------------------------------------------------------------------
+# Numba layer. The tree is a tuple of arrays (field constants below); ``meta = [n_slots, root]``,
+# ``stats[l] = [min Q, max Q]`` over the finite returns backed up at the nodes of level l.
+#
+# Children sit in contiguous blocks of slots so that scoring them reads contiguous memory: a
+# discrete node gets one block of A slots at its first expansion (slot j holds primitive j once
+# it is tried); a widened node gets blocks of _CHUNK slots as it grows, linked through the
+# block heads' ``nxt``. ``live`` marks the slots holding a node; the pool counts slots.
+# ----------------------------------------------------------------------------------------------
+
+# ip: integer parameters; fp: float parameters
+_H, _REPEAT, _DISCRETE, _PUCT, _PROPOSAL, _ROLLOUT, _BEST, _NOISY = range(8)
+_GAMMA, _C, _PW_K, _PW_ALPHA = range(4)
+_CHUNK = 8
+_FIELDS = ("parent", "first_child", "next_block", "children", "primitive", "visits",
+           "virtual_loss", "value_sum", "edge_cost", "edge_discount", "action", "state",
+           "state_known", "mean_isq", "live")
+
+
+def _new_tree(n: int, nx: int, nu: int) -> tuple:
+    return (
+        np.full(n, -1, np.int64),  # 0 parent
+        np.full(n, -1, np.int64),  # 1 first child (the first block's first slot)
+        np.full(n, -1, np.int64),  # 2 next block (block heads only)
+        np.zeros(n, np.int64),  # 3 number of children
+        np.full(n, -1, np.int64),  # 4 primitive index of the edge (-1: continuous)
+        np.zeros(n, np.int64),  # 5 visits N
+        np.zeros(n, np.int64),  # 6 virtual losses
+        np.zeros(n, np.float64),  # 7 value sum W
+        np.zeros(n, np.float64),  # 8 edge cost
+        np.ones(n, np.float64),  # 9 edge discount
+        np.zeros((n, nu), np.float64),  # 10 edge action
+        np.zeros((n, nx), np.float64),  # 11 state at the edge's end
+        np.zeros(n, np.bool_),  # 12 state known
+        np.full((n, 2), np.inf),  # 13 cached W / N and 1 / sqrt(N)
+        np.zeros(n, np.bool_),  # 14 live (the slot holds a node)
+    )
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _alloc(T, meta, count, parent):
+    """Reserve ``count`` empty slots below ``parent``; -1 when the pool is full."""
+    base = meta[0]
+    if base + count > T[0].shape[0]:
+        return -1
+    meta[0] = base + count
+    for s in range(base, base + count):
+        T[0][s], T[1][s], T[2][s], T[3][s], T[4][s] = parent, -1, -1, 0, -1
+        T[5][s], T[6][s], T[7][s], T[8][s], T[9][s] = 0, 0, 0.0, 0.0, 1.0
+        T[12][s], T[14][s] = False, False
+        T[13][s, 0], T[13][s, 1] = np.inf, np.inf
+    return base
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _last_block(T, node):
+    b = T[1][node]
+    while T[2][b] >= 0:
+        b = T[2][b]
+    return b
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _new_child(T, meta, node, A, prim, u):
+    """Create a child of ``node`` with action ``u``: primitive ``prim``'s slot (A > 0) or the
+    next widening slot (A == 0). Returns it, or -1 when the pool is full."""
+    first, nxt, nch = T[1], T[2], T[3]
+    if A > 0:
+        if first[node] < 0:
+            base = _alloc(T, meta, A, node)
+            if base < 0:
+                return -1
+            first[node] = base
+        ch = first[node] + prim
+        T[4][ch] = prim
+    else:
+        j = nch[node] % _CHUNK
+        if j == 0:
+            base = _alloc(T, meta, _CHUNK, node)
+            if base < 0:
+                return -1
+            if first[node] < 0:
+                first[node] = base
+            else:
+                nxt[_last_block(T, node)] = base
+            ch = base
+        else:
+            ch = _last_block(T, node) + j
+    nch[node] += 1
+    T[14][ch] = True
+    for i in range(u.shape[0]):
+        T[10][ch, i] = u[i]
+    return ch
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _children(T, node, A, out):
+    """The live children of ``node`` into ``out``; returns how many."""
+    first, nxt, nch, live = T[1], T[2], T[3], T[14]
+    k = 0
+    b = first[node]
+    if b < 0:
+        return 0
+    if A > 0:
+        for j in range(A):
+            if live[b + j]:
+                out[k] = b + j
+                k += 1
+        return k
+    left = nch[node]
+    while left > 0:
+        m = min(_CHUNK, left)
+        for j in range(m):
+            out[k] = b + j
+            k += 1
+        left -= m
+        b = nxt[b]
+    return k
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _normalised(mean, vmin, vmax):
+    """Min-max normalised cost in [0, 1] (0 best); non-finite means count as the worst."""
+    if not mean < np.inf:
+        return 1.0
+    if vmax > vmin:
+        q = (mean - vmin) / (vmax - vmin)
+        return 0.0 if q < 0.0 else (1.0 if q > 1.0 else q)
+    return 0.5
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _parent_q(T, node, vmin, vmax):
+    """First-play urgency: the node's own mean return seen from its children (its edge
+    removed), normalised with the children's level range; 0.5 before any visit."""
+    visits, vsum, edge, edisc = T[5], T[7], T[8], T[9]
+    if visits[node] == 0:
+        return 0.5
+    return _normalised((vsum[node] / visits[node] - edge[node]) / edisc[node], vmin, vmax)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _sample_action(t0, first, prop, low, high, prop_std, warm, u):
+    """A new continuous action for an edge starting at step t0 (progressive widening);
+    ``prop_std[0]``: the Gaussian proposal's std (nu,)."""
+    for i in range(u.shape[0]):
+        if prop == 0:
+            u[i] = low[i] + np.random.random() * (high[i] - low[i])
+        else:
+            v = warm[t0, i]
+            if not first:
+                v += prop_std[0, i] * np.random.normal()
+            u[i] = min(max(v, low[i]), high[i])
+
+
+@numba.njit(cache=True, inline="always", error_model="numpy")
+def _score(visits, vloss, vsum, hot, ch, puct, c_term, p, vmin, inv_range, worst):
+    """UCT (``c_term = c sqrt(ln N)``) or PUCT (``c_term = c sqrt(N)``, prior ``p``) score of
+    child ``ch``: ``1 - q + exploration``. ``inv_range = 1 / (max - min)`` of the returns at the
+    child's level (0 while they are equal). Values (mean or best) are cached by the backup
+    (``hot``), capped at 1e300 so that a diverged child scores -inf and never NaN; a child under
+    virtual loss counts each loss as a visit with the ``worst`` return."""
+    mean, isq = hot[ch, 0], hot[ch, 1]
+    if vloss[ch] != 0:
+        nn = visits[ch] + vloss[ch]
+        mean = worst if visits[ch] == 0 else min((mean * visits[ch] + vloss[ch] * worst) / nn, 1e300)
+        isq = 1.0 / math.sqrt(nn)
+    q = 1.0 - (mean - vmin) * inv_range
+    if puct:
+        return q + c_term * p / (1.0 + visits[ch] + vloss[ch])
+    return q + c_term * isq
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, path, tried, u):
+    """One descent from the root, adding a virtual loss to each node on it and writing the
+    path's actions into ``path[t]`` for the steps it covers. Returns ``(leaf, level, new)``;
+    ``leaf = -1`` (and no virtual loss left behind) when the pool is full."""
+    par, first, nxt, nch, visits, vloss, vsum = T[0], T[1], T[2], T[3], T[5], T[6], T[7]
+    action, hot, live = T[10], T[13], T[14]
+    H, repeat, discrete, puct = ip[_H], ip[_REPEAT], ip[_DISCRETE] != 0, ip[_PUCT] != 0
+    c, pw_k, pw_alpha = fp[_C], fp[_PW_K], fp[_PW_ALPHA]
+    L = (H + repeat - 1) // repeat
+    A = prims.shape[0]
+    node = meta[1]
+    vloss[node] += 1
+    level = 0
+    while level < L:
+        t0 = level * repeat
+        steps = min(repeat, H - t0)
+        n_node = visits[node] + vloss[node]
+        k = nch[node]
+        vmin, vmax = stats[level + 1, 0], stats[level + 1, 1]  # the children's level
+        worst = vmax if vmax >= vmin else 0.0
+        inv_range = 1.0 / (vmax - vmin) if vmax > vmin else 0.0
+        c_term = c * (math.sqrt(n_node) if puct else math.sqrt(math.log(n_node)))
+        choice, prim, add = -1, -1, False
+        if discrete:
+            if k < A:
+                if puct:  # untried primitives compete, valued at the parent's value
+                    fpu = 1.0 - _parent_q(T, node, vmin, vmax)
+                    best = -np.inf
+                    b = first[node]
+                    for a in range(A):
+                        if b >= 0 and live[b + a]:
+                            s = _score(visits, vloss, vsum, hot, b + a, True, c_term, prior[a], vmin,
+                                       inv_range, worst)
+                            if s > best:
+                                best, choice, prim = s, b + a, -1
+                        else:
+                            s = fpu + c_term * prior[a]
+                            if s > best:
+                                best, choice, prim = s, -1, a
+                    add = prim >= 0
+                else:  # a random untried primitive
+                    b = first[node]
+                    r = int(np.random.random() * (A - k))
+                    for a in range(A):
+                        if b < 0 or not live[b + a]:
+                            if r == 0:
+                                prim = a
+                                break
+                            r -= 1
+                    add = True
+                if add:
+                    for i in range(u.shape[0]):
+                        u[i] = prims[prim, i]
+            else:
+                b = first[node]
+                best, choice = -np.inf, b  # all -inf (diverged): the first
+                for a in range(A):
+                    s = _score(visits, vloss, vsum, hot, b + a, puct, c_term, prior[a], vmin,
+                               inv_range, worst)
+                    if s > best:
+                        best, choice = s, b + a
+        elif k < 1 or k < pw_k * n_node ** pw_alpha:
+            add = True
+            _sample_action(t0, k == 0, ip[_PROPOSAL], low, high, prop_std, warm, u)
+        else:
+            p = 1.0 / k
+            b, left = first[node], k
+            best, choice = -np.inf, b
+            while left > 0:
+                m = min(_CHUNK, left)
+                for j in range(m):
+                    s = _score(visits, vloss, vsum, hot, b + j, puct, c_term, p, vmin,
+                               inv_range, worst)
+                    if s > best:
+                        best, choice = s, b + j
+                left -= m
+                b = nxt[b]
+        if add:
+            child = _new_child(T, meta, node, A, prim, u)
+            if child < 0:  # pool full: take back this descent's virtual losses
+                root = meta[1]
+                while True:
+                    vloss[node] -= 1
+                    if node == root:
+                        break
+                    node = par[node]
+                return -1, level, False
+            vloss[child] += 1
+            for t in range(t0, t0 + steps):
+                for i in range(u.shape[0]):
+                    path[t, i] = u[i]
+            return child, level + 1, True
+        node = choice
+        vloss[node] += 1
+        for t in range(t0, t0 + steps):
+            for i in range(action.shape[1]):
+                path[t, i] = action[node, i]
+        level += 1
+    return node, level, False
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _fill_rollout(ip, prims, low, high, warm, roll_std, t_start, path):
+    """The default policy's actions for steps ``t_start..H-1`` into ``path``: random (a random
+    primitive per ``repeat`` steps for discrete actions, uniform per step otherwise) or the warm
+    start's continuation (plus Gaussian noise of std ``roll_std`` (nu,) where it is > 0,
+    clipped into the bounds)."""
+    H, repeat = ip[_H], ip[_REPEAT]
+    nu = path.shape[1]
+    if ip[_ROLLOUT] == 1:
+        noisy = ip[_NOISY] != 0
+        for t in range(t_start, H):
+            for i in range(nu):
+                v = warm[t, i]
+                if noisy:
+                    v = min(max(v + roll_std[i] * np.random.normal(), low[i]), high[i])
+                path[t, i] = v
+        return
+    if ip[_DISCRETE] != 0:
+        a = 0
+        for t in range(t_start, H):
+            if t == t_start or t % repeat == 0:
+                a = int(np.random.random() * prims.shape[0])
+            for i in range(nu):
+                path[t, i] = prims[a, i]
+        return
+    for t in range(t_start, H):
+        for i in range(nu):
+            path[t, i] = low[i] + np.random.random() * (high[i] - low[i])
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False, inline="always")
+def _update(T, stats, best, node, lv, Q):
+    """Count the return ``Q`` at ``node`` (level ``lv``) and refresh the node's value and its
+    level's range (over node values, as in MuZero, not single returns); returns the return
+    counted (a non-finite one counts as the worst value of its level, +inf if none)."""
+    visits, vloss, vsum, hot = T[5], T[6], T[7], T[13]
+    if not Q < np.inf:
+        Q = stats[lv, 1] if stats[lv, 1] >= stats[lv, 0] else np.inf
+    visits[node] += 1
+    vloss[node] -= 1
+    vsum[node] += Q
+    if best:
+        v = min(hot[node, 0], Q, 1e300)
+    else:
+        v = min(vsum[node] / visits[node], 1e300)
+    hot[node, 0] = v
+    hot[node, 1] = 1.0 / math.sqrt(visits[node])
+    if v < 1e300 and (v < stats[lv, 0] or v > stats[lv, 1]):
+        stats[lv, 0] = min(stats[lv, 0], v)
+        stats[lv, 1] = max(stats[lv, 1], v)
+    return Q
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _backup(T, meta, stats, ip, leaf, level, G):
+    """Back the return ``G`` of the leaf (at ``level``) up to the root through the stored edge
+    costs (``Q = edge_cost + edge_discount G`` at each node: exact for deterministic models);
+    returns the root's (whole-horizon) return."""
+    par, edge, edisc = T[0], T[8], T[9]
+    root = meta[1]
+    best = ip[_BEST] != 0
+    node, lv = leaf, level
+    while node != root:
+        G = _update(T, stats, best, node, lv, edge[node] + edisc[node] * G)
+        node = par[node]
+        lv -= 1
+    return _update(T, stats, best, root, 0, G)
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _backup_returns(T, meta, stats, ip, leaf, level, R):
+    """Back up one simulation whose discounted returns from each step ``t`` are ``R[t]``
+    (its own costs, so a stochastic model's or cost's samples count at every node); returns
+    ``R[0]``."""
+    par = T[0]
+    repeat = ip[_REPEAT]
+    root = meta[1]
+    best = ip[_BEST] != 0
+    node, lv = leaf, level
+    while node != root:
+        _update(T, stats, best, node, lv, R[(lv - 1) * repeat])
+        node = par[node]
+        lv -= 1
+    return _update(T, stats, best, root, 0, R[0])
+
+
+@numba.njit(cache=True, error_model="numpy", _nrt=False)
+def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, scratch,
+                  n_sims, sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
+                  best, best_cost):
+    """``n_sims`` simulations on an analytic system (``model.kernel_args``) with a quadratic
+    cost (``cost.kernel_args``); returns how many ran (fewer when the pool fills). The best
+    simulation's actions and return go to ``best`` (H, nu) and ``best_cost[0]``.
+
+    Compiled without reference counting (``_nrt=False``), like the other kernels of the
+    descent: it allocates nothing (``scratch`` comes from :func:`_scratch`), and the array
+    arguments of the inlined helpers would otherwise cost atomic counter updates on every node
+    and step (most of a simulation's time here)."""
+    par, edge, edisc, action, state, known = T[0], T[8], T[9], T[10], T[11], T[12]
+    path, tried, u, x, xs, k, acc, e, du = scratch
+    H, repeat = ip[_H], ip[_REPEAT]
+    gamma = fp[_GAMMA]
+    nx, nu = state.shape[1], action.shape[1]
+    h = _step_size(dt, substeps)
+    done = 0
+    for _ in range(n_sims):
+        leaf, level, new = _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std,
+                                   warm, path, tried, u)
+        if leaf < 0:
+            break
+        t_leaf = min(level * repeat, H)
+        if new:
+            pa = par[leaf]
+            for i in range(nx):
+                x[i] = state[pa, i]
+            for i in range(nu):
+                u[i] = action[leaf, i]
+            cost, disc = 0.0, 1.0
+            for t in range((level - 1) * repeat, t_leaf):
+                cost += disc * quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal,
+                                               is_angle, e, du)
+                _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+                disc *= gamma
+            for i in range(nx):
+                state[leaf, i] = x[i]
+            edge[leaf], edisc[leaf], known[leaf] = cost, disc, True
+        else:
+            for i in range(nx):
+                x[i] = state[leaf, i]
+        _fill_rollout(ip, prims, low, high, warm, prop_std[1], t_leaf, path)
+        G, disc = 0.0, 1.0
+        for t in range(t_leaf, H):
+            for i in range(nu):
+                u[i] = path[t, i]
+            G += disc * quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
+                                        e, du)
+            _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+            disc *= gamma
+        G += disc * quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
+        total = _backup(T, meta, stats, ip, leaf, level, G)
+        if total < best_cost[0]:
+            best_cost[0] = total
+            for t in range(H):
+                for i in range(nu):
+                    best[t, i] = path[t, i]
+        done += 1
+    return done
+
+
+def _scratch(H: int, nx: int, nu: int, A: int) -> tuple:
+    """Work arrays of the fused search: path (H, nu), tried (A,), u, x, xs, k, acc, e, du."""
+    return (np.empty((H, nu)), np.empty(max(A, 1), np.bool_), np.empty(nu), np.empty(nx),
+            np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu))
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _select_batch(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, U, leaves,
+                  levels, news):
+    """Select ``U.shape[0]`` leaves in turn (virtual losses spread them) and write each one's
+    whole action sequence (path, new edge, default policy) into ``U[w]``; returns how many
+    were selected (fewer when the pool fills)."""
+    H, repeat = ip[_H], ip[_REPEAT]
+    tried = np.empty(max(prims.shape[0], 1), np.bool_)
+    u = np.empty(U.shape[2])
+    for w in range(U.shape[0]):
+        leaf, level, new = _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std,
+                                   warm, U[w], tried, u)
+        if leaf < 0:
+            return w
+        leaves[w], levels[w], news[w] = leaf, level, new
+        _fill_rollout(ip, prims, low, high, warm, prop_std[1], min(level * repeat, H), U[w])
+    return U.shape[0]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _backup_batch(T, meta, stats, ip, fp, leaves, levels, news, n, C, X, U, best, best_cost):
+    """Back up the first ``n`` selected leaves from their sequences' per-step costs
+    ``C: (B, H+1)`` and states ``X: (B, H+1, nx)`` (new leaves take their edge's cost and end
+    state from them first)."""
+    edge, edisc, state, known = T[8], T[9], T[11], T[12]
+    H, repeat = ip[_H], ip[_REPEAT]
+    gamma = fp[_GAMMA]
+    for w in range(n):
+        if news[w]:
+            leaf, level = leaves[w], levels[w]
+            t_leaf = min(level * repeat, H)
+            cost, disc = 0.0, 1.0
+            for t in range((level - 1) * repeat, t_leaf):
+                cost += disc * C[w, t]
+                disc *= gamma
+            edge[leaf], edisc[leaf], known[leaf] = cost, disc, True
+            state[leaf, :] = X[w, t_leaf]
+    R = np.empty(H + 1)
+    for w in range(n):
+        G = 0.0
+        for t in range(H, -1, -1):  # discounted returns from each step
+            G = C[w, t] + gamma * G
+            R[t] = G
+        total = _backup_returns(T, meta, stats, ip, leaves[w], levels[w], R)
+        if total < best_cost[0]:
+            best_cost[0] = total
+            best[:] = U[w]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _principal(T, meta, H, repeat, A, actions, nodes):
+    """Follow the most-visited children (ties: lower value) from the root, writing their
+    actions into ``actions[t]`` and the nodes into ``nodes[level]``; returns the number of
+    levels."""
+    visits, action, hot = T[5], T[10], T[13]
+    buf = np.empty(meta[0], np.int64)
+    node, level, t = meta[1], 0, 0
+    while t < H:
+        best, bn, bm = -1, 0, np.inf
+        for j in range(_children(T, node, A, buf)):
+            ch = buf[j]
+            n = visits[ch]
+            if n > 0:
+                m = hot[ch, 0]
+                if n > bn or (n == bn and m < bm):
+                    best, bn, bm = ch, n, m
+        if best < 0:
+            break
+        steps = min(repeat, H - t)
+        for s in range(t, t + steps):
+            actions[s, :] = action[best]
+        nodes[level] = best
+        node = best
+        level += 1
+        t += steps
+    return level
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _copy_node(T, o, T2, s):
+    T2[4][s], T2[5][s], T2[6][s], T2[7][s] = T[4][o], T[5][o], T[6][o], T[7][o]
+    T2[8][s], T2[9][s], T2[12][s], T2[14][s] = T[8][o], T[9][o], T[12][o], T[14][o]
+    T2[10][s, :] = T[10][o]
+    T2[11][s, :] = T[11][o]
+    T2[13][s, :] = T[13][o]
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _compact(T, meta, new_root, A, T2):
+    """Copy the subtree of ``new_root`` into the empty tree ``T2`` breadth first, with
+    ``new_root`` as slot 0 and each node's children packed into fresh blocks (in their order);
+    returns the number of slots used."""
+    meta2 = np.zeros(2, np.int64)
+    _alloc(T2, meta2, 1, -1)
+    _copy_node(T, new_root, T2, 0)
+    q_old = np.empty(meta[0], np.int64)
+    q_new = np.empty(meta[0], np.int64)
+    buf = np.empty(meta[0], np.int64)
+    q_old[0], q_new[0] = new_root, 0
+    head, tail = 0, 1
+    while head < tail:
+        o, m = q_old[head], q_new[head]
+        head += 1
+        k = _children(T, o, A, buf)
+        if k == 0:
+            continue
+        size = A if A > 0 else (k + _CHUNK - 1) // _CHUNK * _CHUNK
+        base = _alloc(T2, meta2, size, m)
+        if A == 0:
+            for b in range(base, base + size - _CHUNK, _CHUNK):
+                T2[2][b] = b + _CHUNK
+        for j in range(k):
+            o_c = buf[j]
+            s = base + (T[4][o_c] if A > 0 else j)
+            _copy_node(T, o_c, T2, s)
+            q_old[tail], q_new[tail] = o_c, s
+            tail += 1
+        T2[1][m], T2[3][m] = base, k
+    return meta2[0]
+
+
+# ----------------------------------------------------------------------------------------------
+# Python layer
+# ----------------------------------------------------------------------------------------------
+
+
+def _grid(levels: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    axes = [np.linspace(lo, hi, levels) for lo, hi in zip(low, high)]
+    return np.stack([g.ravel() for g in np.meshgrid(*axes, indexing="ij")], axis=1)
+
+
+class MCTS:
+    """Monte Carlo tree search planner (see the module docstring). ``MCTS(problem, levels=5)``.
+
+    ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``; ``plan.iterations`` is the
+    number of simulations run, ``plan.info`` holds ``simulations`` (also as ``samples``: each
+    simulation evaluates one whole sequence), ``nodes`` (slots used), ``reused``
+    (nodes kept from the last plan), ``root_visits``, ``depth`` (levels of the most-visited
+    path), ``best_cost`` (the best simulation's discounted return), ``fused`` and ``stop``.
+    """
+
+    def __init__(self, problem: Problem, config: MCTSConfig | None = None, **options):
+        if not isinstance(problem, Problem):
+            raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
+        config = config or MCTSConfig(**options)
+        if not isinstance(config, MCTSConfig):
+            raise InvalidArgumentError(f"config must be an MCTSConfig, got {type(config).__name__}")
+        self.problem, self.config = problem, config
+        p, c = problem, config
+        H, nu = p.horizon, p.nu
+        self._low = np.ascontiguousarray(p.action_low)
+        self._high = np.ascontiguousarray(p.action_high)
+        if c.discrete:
+            if c.levels:
+                if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
+                    raise InvalidArgumentError(
+                        f"levels needs finite action bounds, got action_low={self._low}, "
+                        f"action_high={self._high}")
+                prims = _grid(c.levels, self._low, self._high)
+            else:
+                prims = np.array(c.actions, dtype=np.float64)
+                if prims.shape[1] != nu:
+                    raise InvalidArgumentError(
+                        f"actions must hold primitives of {nu} numbers (nu), got shape {prims.shape}")
+                outside = np.any((prims < self._low) | (prims > self._high), axis=1)
+                if outside.any():
+                    raise InvalidArgumentError(
+                        f"actions must lie within the action bounds [{self._low}, {self._high}], "
+                        f"got {prims[np.argmax(outside)]}")
+            prior = np.full(prims.shape[0], 1.0 / prims.shape[0])
+            if c.prior is not None:
+                if len(c.prior) != prims.shape[0]:
+                    raise InvalidArgumentError(
+                        f"prior must have one entry per primitive ({prims.shape[0]}), got {len(c.prior)}")
+                prior = np.array(c.prior)
+        else:
+            if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
+                raise InvalidArgumentError(
+                    f"continuous MCTS needs finite action bounds, got action_low={self._low}, "
+                    f"action_high={self._high}")
+            prims, prior = np.zeros((0, nu)), np.zeros(0)
+        self.primitives = prims
+        self._prims = np.ascontiguousarray(prims)
+        self._prior = np.ascontiguousarray(prior)
+        half = 0.5 * (self._high - self._low)
+        if c.rollout_std > 0 and not np.all(np.isfinite(half)):
+            raise InvalidArgumentError(
+                f"rollout_std needs finite action bounds, got action_low={self._low}, "
+                f"action_high={self._high}")
+        half = np.where(np.isfinite(half), half, 0.0)
+        # row 0: the widening proposal's std, row 1: the rollouts' noise around the warm start
+        self._prop_std = np.stack([c.proposal_std * half, c.rollout_std * half])
+        self._ip = np.array([H, c.repeat, int(c.discrete), int(c.selection is Selection.PUCT),
+                             int(c.proposal is Proposal.GAUSSIAN),
+                             int(c.rollout is RolloutPolicy.WARM_START),
+                             int(c.backup is Backup.BEST), int(c.rollout_std > 0)], np.int64)
+        self._fp = np.array([c.discount, c.exploration, c.widening_k, c.widening_alpha], np.float64)
+        dyn = p.dynamics
+        self.fused = bool(c.fused and hasattr(dyn, "kernel_args") and hasattr(dyn, "sys_id")
+                          and type(p.cost) is QuadraticCost)
+        self._staged = hasattr(p.cost, "stage_costs")
+        if not self.fused and not self._staged and c.discount != 1:
+            raise InvalidArgumentError(
+                f"discount must be 1 for a cost without stage_costs ({type(p.cost).__name__}), "
+                f"got {c.discount}")
+        self._tree = self._spare = None  # the node pool, and a second one for re-rooting
+        self._valid = False  # the pool holds a tree
+        self._meta = np.zeros(2, np.int64)
+        self._levels = -(-H // c.repeat)
+        self._stats = np.empty((self._levels + 1, 2))
+        self._chain = np.zeros(0, np.int64)
+        self._pending = None  # steps applied since the last plan (advance)
+        self._kept = False  # the tree was re-rooted for the next plan
+
+    # -- tree reuse ---------------------------------------------------------------------------
+    def advance(self, n: int) -> None:
+        """The controller applied ``n`` actions of the last plan: the next ``plan`` tries to
+        re-root at the node they lead to."""
+        self._pending = int(n)
+
+    def reroot(self, n: int, x0) -> bool:
+        """Re-root now at the node reached by the last plan's first ``n`` steps, if it exists and
+        its predicted state matches ``x0`` within ``reuse_tol``; returns whether the subtree was
+        kept (otherwise the tree is dropped). The kept nodes' visits and value sums are
+        unchanged; the new root's value sum is re-expressed without its old edge."""
+        x0 = self.problem.check_x0(x0)
+        self._pending = None
+        T, c = self._tree, self.config
+        self._kept = False
+        if (not self._valid or not c.reuse or n <= 0 or n % c.repeat
+                or n // c.repeat > self._chain.size):
+            self._valid = False
+            return False
+        node = int(self._chain[n // c.repeat - 1])
+        if not (T[12][node] and np.max(np.abs(T[11][node] - x0)) <= c.reuse_tol):
+            self._valid = False
+            return False
+        # compact into the spare pool (the slots it uses are initialised as they are taken)
+        if self._spare is None or self._spare[0].shape[0] != T[0].shape[0]:
+            self._spare = _new_tree(T[0].shape[0], self.problem.nx, self.problem.nu)
+        T2 = self._spare
+        size = _compact(T, self._meta, node, self._prims.shape[0], T2)
+        vsum, visits, edge, edisc = T2[7], T2[5], T2[8], T2[9]
+        # the root's returns lose its old edge: Q = edge + edisc G  ->  G
+        vsum[0] = (vsum[0] - visits[0] * edge[0]) / edisc[0]
+        if c.backup is Backup.BEST:
+            T2[13][0, 0] = (T2[13][0, 0] - edge[0]) / edisc[0]
+        else:
+            T2[13][0, 0] = min(vsum[0] / visits[0], 1e300) if visits[0] else np.inf
+        edge[0], edisc[0], T2[4][0] = 0.0, 1.0, -1
+        T2[10][0] = 0.0
+        d = n // c.repeat  # levels shift up by d
+        self._stats[: self._stats.shape[0] - d] = self._stats[d:].copy()
+        self._stats[self._stats.shape[0] - d:] = (np.inf, -np.inf)
+        self._tree, self._spare = T2, T
+        self._meta[:] = (size, 0)
+        self._chain = np.zeros(0, np.int64)
+        self._kept = True
+        return True
+
+    def tree(self) -> dict[str, np.ndarray]:
+        """A copy of the tree's slots, one array per field (``parent``, ``first_child``,
+        ``next_block``, ``children``, ``primitive``, ``visits``, ``virtual_loss``, ``value_sum``,
+        ``edge_cost``, ``edge_discount``, ``action``, ``state``, ``state_known``, ``live``) and
+        ``root``. Only slots with ``live`` hold nodes."""
+        if not self._valid:
+            return {}
+        n, T = int(self._meta[0]), self._tree
+        out = {k: a[:n].copy() for k, a in zip(_FIELDS, T) if k != "mean_isq"}
+        out["root"] = int(self._meta[1])
+        return out
+
+    # -- planning -----------------------------------------------------------------------------
+    def plan(self, x0, *, warm_start=None, rng=None, deadline: float | None = None) -> Plan:
+        if deadline is not None and not (isinstance(deadline, (int, float)) and math.isfinite(deadline)):
+            raise InvalidArgumentError(
+                f"deadline must be a finite time.perf_counter() instant or None, got {deadline!r}")
+        p, c = self.problem, self.config
+        x0 = p.check_x0(x0)
+        rng = as_generator(rng)
+        H, nu, nx = p.horizon, p.nu, p.nx
+        warm = np.ascontiguousarray(initial_actions(warm_start, self._low, self._high, H))
+        if self._pending is not None:
+            self.reroot(self._pending, x0)
+        reused = 0
+        if self._kept and np.max(np.abs(self._tree[11][0] - x0)) <= c.reuse_tol:
+            reused = int(np.count_nonzero(self._tree[14][: self._meta[0]]))
+        self._kept = False
+        if not reused:
+            if self._tree is None or self._tree[0].shape[0] != c.max_nodes:
+                self._tree = _new_tree(c.max_nodes, nx, nu)
+            self._meta[:] = 0
+            self._stats[:] = (np.inf, -np.inf)
+            _alloc(self._tree, self._meta, 1, -1)
+            self._tree[14][0] = True
+            self._tree[11][0] = x0
+            self._tree[12][0] = True
+            self._valid = True
+        self._pending = None
+        T = self._tree
+        _seed(int(rng.integers(0, 2**31 - 1)))
+        best = warm.copy()
+        best_cost = np.array([np.inf])
+        args = (T, self._meta, self._stats, self._ip, self._fp, self._prims, self._prior,
+                self._low, self._high, self._prop_std, warm)
+        with kernel_threads(p.dynamics, serial=self.fused):
+            done, stop = self._search(args, x0, best, best_cost, deadline)
+            actions = best.copy()
+            nodes = np.zeros(H, np.int64)
+            depth = _principal(T, self._meta, H, c.repeat, self._prims.shape[0], actions, nodes)
+            self._chain = nodes[:depth].copy()
+            cost, X = p.evaluate(x0, actions[None], return_states=True)
+        status = {"simulations": Status.MAX_ITERATIONS, "nodes": Status.MAX_ITERATIONS,
+                  "deadline": Status.DEADLINE}[stop]
+        if not math.isfinite(cost[0]):
+            status = Status.DIVERGED
+        return Plan(actions=actions, states=X[0], cost=float(cost[0]), iterations=done,
+                    status=status,
+                    info={"simulations": done, "samples": done, "nodes": int(self._meta[0]), "reused": reused,
+                          "root_visits": int(T[5][self._meta[1]]), "depth": depth,
+                          "best_cost": float(best_cost[0]), "fused": self.fused, "stop": stop})
+
+    def _search(self, args, x0, best, best_cost, deadline):
+        c = self.config
+        total = c.simulations
+        done = 0
+        if self.fused:
+            m, q = self.problem.dynamics, self.problem.cost
+            extra = (*m.kernel_args, *q.kernel_args, best, best_cost)
+            scratch = _scratch(self.problem.horizon, self.problem.nx, self.problem.nu,
+                               self._prims.shape[0])
+            chunk = total if deadline is None else min(total, 32)
+            while done < total:
+                if deadline is not None and done and time.perf_counter() >= deadline:
+                    return done, "deadline"
+                t = time.perf_counter()
+                ran = _search_fused(*args, scratch, min(chunk, total - done), *extra)
+                done += ran
+                if ran < chunk and done < total:
+                    return done, "nodes"
+                if deadline is not None:  # aim each chunk at about a millisecond
+                    per = max((time.perf_counter() - t) / max(ran, 1), 1e-8)
+                    chunk = max(1, min(int(1e-3 / per), int((deadline - time.perf_counter()) / per) + 1))
+            return done, "simulations"
+        p = self.problem
+        H, nu = p.horizon, p.nu
+        W = min(c.batch, total)
+        U = np.empty((W, H, nu))
+        leaves, levels = np.empty(W, np.int64), np.empty(W, np.int64)
+        news = np.empty(W, np.bool_)
+        while done < total:
+            if deadline is not None and done and time.perf_counter() >= deadline:
+                return done, "deadline"
+            want = min(W, total - done)
+            n = _select_batch(*args, U[:want], leaves, levels, news)
+            if n:
+                Ub = U[:n]
+                if needs_sensors(p.cost):
+                    X, S = p.dynamics.rollout(x0, Ub, sensors=True)
+                else:
+                    X, S = p.dynamics.rollout(x0, Ub), None
+                C = stage_costs(p.cost, X, Ub, S)
+                if C is None:  # only totals: the whole cost in the last step
+                    C = np.zeros((n, H + 1))
+                    C[:, H] = p.cost(X, Ub) if S is None else p.cost(X, Ub, S)
+                C = np.ascontiguousarray(C, dtype=np.float64)
+                _backup_batch(args[0], args[1], args[2], args[3], args[4], leaves, levels, news,
+                              n, C, np.ascontiguousarray(X), Ub, best, best_cost)
+            done += n
+            if n < want:
+                return done, "nodes"
+        return done, "simulations"
+
+
+@numba.njit(cache=True, error_model="numpy")
+def _seed(seed):
+    np.random.seed(seed)
+
+
+from recede.models.analytic import _rk4, _step_size  # noqa: E402  (fused path; see ilqr.py for the same)
