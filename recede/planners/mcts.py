@@ -232,14 +232,15 @@ def _is_sequence(v) -> bool:
 #
 # Children sit in contiguous blocks of slots so that scoring them reads contiguous memory: a
 # discrete node gets one block of A slots at its first expansion (slot j holds primitive j once
-# it is tried); a widened node gets blocks of _CHUNK slots as it grows, linked through the
+# it is tried); a widened node gets a first block of _FIRST slots, then blocks of _CHUNK slots
+# as it grows (most widened nodes keep one or two children), linked through the
 # block heads' ``nxt``. ``live`` marks the slots holding a node; the pool counts slots.
 # ----------------------------------------------------------------------------------------------
 
 # ip: integer parameters; fp: float parameters
 _H, _REPEAT, _DISCRETE, _PUCT, _PROPOSAL, _ROLLOUT, _BEST, _NOISY = range(8)
 _GAMMA, _C, _PW_K, _PW_ALPHA = range(4)
-_CHUNK = 8
+_FIRST, _CHUNK = 2, 8
 _FIELDS = ("parent", "first_child", "next_block", "children", "primitive", "visits",
            "virtual_loss", "value_sum", "edge_cost", "edge_discount", "action", "state",
            "state_known", "mean_isq", "live")
@@ -302,12 +303,13 @@ def _new_child(T, meta, node, A, prim, u):
         ch = first[node] + prim
         T[4][ch] = prim
     else:
-        j = nch[node] % _CHUNK
+        k = nch[node]
+        j = k if k < _FIRST else (k - _FIRST) % _CHUNK
         if j == 0:
-            base = _alloc(T, meta, _CHUNK, node)
+            base = _alloc(T, meta, _FIRST if k == 0 else _CHUNK, node)
             if base < 0:
                 return -1
-            if first[node] < 0:
+            if k == 0:
                 first[node] = base
             else:
                 nxt[_last_block(T, node)] = base
@@ -335,14 +337,14 @@ def _children(T, node, A, out):
                 out[k] = b + j
                 k += 1
         return k
-    left = nch[node]
+    left, size = nch[node], _FIRST
     while left > 0:
-        m = min(_CHUNK, left)
+        m = min(size, left)
         for j in range(m):
             out[k] = b + j
             k += 1
         left -= m
-        b = nxt[b]
+        b, size = nxt[b], _CHUNK
     return k
 
 
@@ -466,17 +468,17 @@ def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, pat
             _sample_action(t0, k == 0, ip[_PROPOSAL], low, high, prop_std, warm, u)
         else:
             p = 1.0 / k
-            b, left = first[node], k
+            b, left, size = first[node], k, _FIRST
             best, choice = -np.inf, b
             while left > 0:
-                m = min(_CHUNK, left)
+                m = min(size, left)
                 for j in range(m):
                     s = _score(visits, vloss, vsum, hot, b + j, puct, c_term, p, vmin,
                                inv_range, worst)
                     if s > best:
                         best, choice = s, b + j
                 left -= m
-                b = nxt[b]
+                b, size = nxt[b], _CHUNK
         if add:
             child = _new_child(T, meta, node, A, prim, u)
             if child < 0:  # pool full: take back this descent's virtual losses
@@ -762,10 +764,12 @@ def _compact(T, meta, new_root, A, T2):
         k = _children(T, o, A, buf)
         if k == 0:
             continue
-        size = A if A > 0 else (k + _CHUNK - 1) // _CHUNK * _CHUNK
+        # widened: the first block, then whole blocks, contiguous and linked as _new_child does
+        size = A if A > 0 else _FIRST + max(0, -(-(k - _FIRST) // _CHUNK)) * _CHUNK
         base = _alloc(T2, meta2, size, m)
-        if A == 0:
-            for b in range(base, base + size - _CHUNK, _CHUNK):
+        if A == 0 and size > _FIRST:
+            T2[2][base] = base + _FIRST
+            for b in range(base + _FIRST, base + size - _CHUNK, _CHUNK):
                 T2[2][b] = b + _CHUNK
         for j in range(k):
             o_c = buf[j]
