@@ -3,26 +3,31 @@ for continuous actions, min-max normalised UCT/PUCT, tree reuse between plans.
 
 The tree
 --------
-Nodes live in preallocated arrays (the pool holds ``max_nodes``). A node is reached from its
-parent by one *edge*: an action held for ``repeat`` control steps (fewer at the end of the
-horizon), so the tree has ``L = ceil(H / repeat)`` levels. Per node: parent, first child and next
-sibling (children as a linked list), the edge's action (and primitive index), its discounted
-cost ``edge_cost = sum_s gamma^s l(x_s, u)`` and ``edge_disc = gamma^steps``, the state at the
-edge's end, the visit count ``N``, a virtual-loss count and the sum ``W`` of the returns
-backed up through it. A simulation's return at node n is the discounted cost from the start of
-n's edge to the horizon, ``Q = edge_cost + edge_disc * G_child``, where ``G`` at the leaf is the
-leaf evaluation: the default policy's rollout to the horizon plus the terminal cost. The root
-sums the whole-horizon returns.
+Nodes live in preallocated arrays (the pool holds ``max_nodes`` slots; children sit in
+contiguous blocks, see the Numba layer). A node is reached from its parent by one *edge*: an
+action held for ``repeat`` control steps (fewer at the end of the horizon), so the tree has
+``L = ceil(H / repeat)`` levels. Per node: the edge's action (and primitive index), its
+discounted cost ``edge_cost = sum_s gamma^s l(x_s, u)`` and ``edge_discount = gamma^steps``, the
+state at the edge's end, the visit count ``N``, a virtual-loss count, the sum ``W`` of the
+returns backed up through it and its value. A simulation's return at node n is the discounted
+cost from the start of n's edge to the horizon, ``Q = edge_cost + edge_discount * G_child``,
+where ``G`` at the leaf is the leaf evaluation: the default policy's rollout to the horizon plus
+the terminal cost. The root sums the whole-horizon returns. A node's value is the mean return
+``W / N`` (``backup="mean"``, classic UCT, for noisy evaluations) or the best (lowest) return
+through it (``backup="best"``: for a deterministic model, the cost of the best sequence found
+below it, as in single-player MCTS).
 
 One simulation
 --------------
-1. **Select** from the root. At a node with ``N`` (this simulation included), a new child is
-   added while it has fewer children than allowed: all primitives for discrete actions, and
-   ``ceil(k N^alpha)`` for continuous ones (progressive widening), drawn from the proposal
-   (uniform in the bounds, or Gaussian around the warm start's action at that step, whose
-   first draw is the warm-start action itself). Otherwise the child with the best score is
-   taken, with the mean ``Q`` min-max normalised over the tree (``q`` in [0, 1], 0 best) so the
-   exploration constant ``c`` does not depend on the cost's scale:
+1. **Select** from the root. At a node with ``N`` visits (this simulation included), a new
+   child is added while it has fewer children than allowed: all primitives for discrete
+   actions, and ``ceil(k N^alpha)`` for continuous ones (progressive widening), drawn from the
+   proposal (uniform in the bounds, or Gaussian around the warm start's action at that step,
+   whose first draw is the warm-start action itself). Otherwise the child with the best score
+   is taken. Values are min-max normalised per level (``q`` in [0, 1], 0 best, over the values
+   the level's nodes have had, as MuZero does over the tree; per level because a finite horizon
+   leaves deeper nodes less cost to go), so the exploration constant ``c`` does not depend on
+   the cost's scale:
 
    - UCT:  ``(1 - q) + c sqrt(ln N / n)``;
    - PUCT: ``(1 - q) + c P sqrt(N) / (1 + n)`` with the prior ``P`` (given for primitives,
@@ -31,35 +36,39 @@ One simulation
 
    A discrete UCT node adds its untried primitives first, in random order.
 2. **Evaluate** the new leaf: step its edge from the parent's state, then roll the default
-   policy (uniformly random actions or primitives, or the warm start's continuation) to the
-   horizon.
-3. **Back up** ``Q`` along the path (visits, value sums, the tree's min and max).
+   policy to the horizon: uniformly random actions (or a random primitive per edge), or the warm
+   start's continuation, optionally with Gaussian noise (``rollout_std``).
+3. **Back up** the returns along the path (visits, value sums, values, the levels' ranges).
 
-A non-finite return counts as the worst return seen in the tree so far (+inf if none).
+A non-finite return counts as the worst value of its level so far (+inf if none).
 
 Two paths, one tree
 -------------------
 - **Fused**: an analytic Numba system with a ``QuadraticCost`` runs whole searches inside one
   Numba call (``model.kernel_args``, ``_rk4``, ``quadratic_stage``).
 - **Batched**, for every other model (MuJoCo, learned) and cost: ``batch`` leaves are selected
-  in turn, each adding a virtual loss to its path (counted as a visit with the worst value in
-  the tree) so that the next descents spread out; their whole action sequences (path, new edge,
+  in turn, each adding a virtual loss to its path (counted as a visit with the worst value of
+  its level) so that the next descents spread out; their whole action sequences (path, new edge,
   default policy) are evaluated from ``x0`` in one ``dynamics.rollout`` and the cost's
-  per-step ``stage_costs`` (:func:`recede.costs.stage_costs`); then all are backed up. A cost
-  without ``stage_costs`` puts its total in the last step (then ``discount`` must be 1). With
-  ``batch=1`` the batched path takes the same decisions as the fused one (tests check it).
+  per-step ``stage_costs`` (:func:`recede.costs.stage_costs`); then all are backed up, each node
+  with the simulation's own costs from its edge on (so a stochastic model's or cost's samples
+  count everywhere). A cost without ``stage_costs`` puts its total in the last step (then
+  ``discount`` must be 1). With ``batch=1`` the batched path takes the same decisions as the
+  fused one (tests check it).
 
 Between plans
 -------------
-The action taken is the root child with the most visits (ties: lower mean cost); the plan
-follows the most-visited children down the tree and the best simulation through the end of that
-path after it. ``plan.cost`` is the problem's (undiscounted) cost of those actions. After the
-controller applies ``n`` steps (``advance(n)``, or :meth:`MCTS.reroot`) the next ``plan``
-re-roots at the node reached by the plan's first ``n / repeat`` edges and keeps its subtree's
-statistics, if ``reuse``, ``n`` is a multiple of ``repeat`` and the node's predicted state
-matches the measured ``x0`` within ``reuse_tol`` (max-norm); else it starts a fresh tree.
+The action taken is the root child with the most visits (ties: lower value); the plan follows
+the most-visited children down the tree and, after that path, the best simulation's actions.
+``plan.cost`` is the problem's (undiscounted) cost of those actions. After the controller
+applies ``n`` steps (``advance(n)``, or :meth:`MCTS.reroot`) the next ``plan`` re-roots at the
+node reached by the plan's first ``n / repeat`` edges and keeps its subtree's statistics, if
+``reuse``, ``n`` is a multiple of ``repeat`` and the node's predicted state matches the measured
+``x0`` within ``reuse_tol`` (max-norm); else it starts a fresh tree. (The kept statistics were
+gathered over a horizon that ended ``n`` steps earlier: the usual approximation of tree reuse in
+receding-horizon search.)
 
-Budgets: ``simulations`` per plan, ``max_nodes`` in the pool (the search stops when it is
+Budgets: ``simulations`` per plan, ``max_nodes`` slots in the pool (the search stops when it is
 full) and ``plan(..., deadline=)`` (checked between chunks of simulations). Randomness comes
 only from ``rng``: same seed, same tree.
 """
@@ -228,7 +237,11 @@ def _is_sequence(v) -> bool:
 
 # ----------------------------------------------------------------------------------------------
 # Numba layer. The tree is a tuple of arrays (field constants below); ``meta = [n_slots, root]``,
-# ``stats[l] = [min Q, max Q]`` over the finite returns backed up at the nodes of level l.
+# ``stats[l] = [min, max]`` of the finite values the nodes of level l have had.
+#
+# The kernels of the descent are compiled without reference counting (``_nrt=False``): they
+# allocate nothing, and the array arguments of inlined helpers otherwise cost atomic counter
+# updates on every node and step (most of a simulation's time here).
 #
 # Children sit in contiguous blocks of slots so that scoring them reads contiguous memory: a
 # discrete node gets one block of A slots at its first expansion (slot j holds primitive j once
@@ -595,12 +608,8 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
                   best, best_cost):
     """``n_sims`` simulations on an analytic system (``model.kernel_args``) with a quadratic
     cost (``cost.kernel_args``); returns how many ran (fewer when the pool fills). The best
-    simulation's actions and return go to ``best`` (H, nu) and ``best_cost[0]``.
-
-    Compiled without reference counting (``_nrt=False``), like the other kernels of the
-    descent: it allocates nothing (``scratch`` comes from :func:`_scratch`), and the array
-    arguments of the inlined helpers would otherwise cost atomic counter updates on every node
-    and step (most of a simulation's time here)."""
+    simulation's actions and return go to ``best`` (H, nu) and ``best_cost[0]``; ``scratch``
+    comes from :func:`_scratch`."""
     par, edge, edisc, action, state, known = T[0], T[8], T[9], T[10], T[11], T[12]
     path, tried, u, x, xs, k, acc, e, du = scratch
     H, repeat = ip[_H], ip[_REPEAT]
@@ -792,7 +801,9 @@ def _grid(levels: int, low: np.ndarray, high: np.ndarray) -> np.ndarray:
 
 
 class MCTS:
-    """Monte Carlo tree search planner (see the module docstring). ``MCTS(problem, levels=5)``.
+    """Monte Carlo tree search: discrete primitives or progressive widening, UCT/PUCT, tree reuse.
+
+    ``MCTS(problem, levels=5)``; the algorithm and its options: the module docstring.
 
     ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``; ``plan.iterations`` is the
     number of simulations run, ``plan.info`` holds ``simulations`` (also as ``samples``: each
