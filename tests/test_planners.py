@@ -186,5 +186,5 @@ def test_bad_problem_and_plan_inputs():
         planner.plan(np.zeros(1), warm_start=np.zeros((4, 1)))
     with pytest.raises(ValueError, match=r"rng must be None, an int seed or a numpy Generator"):
         planner.plan(np.zeros(1), rng="seed")
-    with pytest.raises(UnknownNameError, match=r"unknown planner 'ilqg'; known planners: cem, ddp, icem, ilqr, lqr, mppi, random"):
+    with pytest.raises(UnknownNameError, match=r"unknown planner 'ilqg'; known planners: cem, ddp, icem, ilqr, lqr, mcts, mppi, random"):
         make_planner("ilqg", problem)
