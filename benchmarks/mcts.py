@@ -29,6 +29,8 @@ import numpy as np
 from recede import MCTS, Problem, QuadraticCost
 from recede.models.analytic import DoubleIntegrator
 
+from planner_overhead import median_time  # benchmarks/ is on the path of its scripts
+
 H = 10
 ACTIONS = tuple(np.linspace(-1.0, 1.0, 8))
 X0 = np.array([1.0, 0.0])
@@ -37,16 +39,6 @@ X0 = np.array([1.0, 0.0])
 def problem() -> Problem:
     return Problem(DoubleIntegrator(max_accel=1.0, dt=0.1),
                    QuadraticCost([1.0, 0.1], [0.01], [10.0, 1.0]), H)
-
-
-def median_time(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
 
 
 # --------------------------------------------------------------------- plain Python UCT

@@ -24,7 +24,7 @@ import numpy as np
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import elite_refit, fill_normal
 from recede.planners.base import (
-    SamplingPlanner, check_fraction, check_number, check_positive_int, check_std_range, shift_actions,
+    SamplingPlanner, as_enum, check_fraction, check_number, check_positive_int, check_std_range, shift_actions,
 )
 from recede.problem import Problem
 
@@ -121,12 +121,7 @@ class ICEMConfig:
         check_std_range(self.init_std, self.min_std)
         if not isinstance(self.add_mean, bool):
             raise InvalidArgumentError(f"add_mean must be True or False, got {self.add_mean!r}")
-        try:
-            Execute(self.execute)
-        except ValueError:
-            raise InvalidArgumentError(
-                f"execute must be one of {[e.value for e in Execute]}, got {self.execute!r}"
-            ) from None
+        as_enum(Execute, "execute", self.execute)
         if self.samples < 2:
             raise InvalidArgumentError(f"samples must be >= 2 for iCEM, got {self.samples}")
 

@@ -45,7 +45,6 @@ between iterations.
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from dataclasses import dataclass
@@ -55,7 +54,14 @@ import numpy as np
 
 from recede.costs import QuadraticCost
 from recede.errors import InvalidArgumentError
-from recede.planners.base import check_number, check_positive_int, initial_actions, kernel_threads
+from recede.planners.base import (
+    OptionEnum,
+    as_enum,
+    check_number,
+    check_positive_int,
+    initial_actions,
+    kernel_threads,
+)
 from recede.planners.lqr import _chol_solve_sub, _chol_sub
 from recede.problem import Plan, Problem, Status, needs_sensors, sanitize_costs
 
@@ -63,15 +69,12 @@ __all__ = ["DDPConfig", "ILQR", "ILQRConfig", "ILQRLog", "Mode", "box_qp", "fd_l
            "second_order"]
 
 
-class Mode(enum.Enum):
+class Mode(OptionEnum):
     """``ILQR``: first-order dynamics (Gauss-Newton in the dynamics); ``DDP``: with the
     second-order dynamics terms."""
 
     ILQR = "ilqr"
     DDP = "ddp"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
@@ -102,11 +105,7 @@ class ILQRConfig:
 
     def __post_init__(self):
         check_positive_int("iterations", self.iterations)
-        try:
-            object.__setattr__(self, "mode", Mode(self.mode))
-        except ValueError:
-            raise InvalidArgumentError(
-                f"mode must be one of {[m.value for m in Mode]}, got {self.mode!r}") from None
+        object.__setattr__(self, "mode", as_enum(Mode, "mode", self.mode))
         for name in ("reg_init", "tol_cost", "tol_grad", "accept_ratio"):
             check_number(name, getattr(self, name))
         for name in ("reg_min", "reg_max", "fd_eps"):

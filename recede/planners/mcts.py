@@ -75,7 +75,6 @@ only from ``rng``: same seed, same tree.
 
 from __future__ import annotations
 
-import enum
 import math
 import time
 from dataclasses import dataclass
@@ -85,30 +84,32 @@ import numpy as np
 
 from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal, stage_costs
 from recede.errors import InvalidArgumentError
-from recede.planners.base import as_generator, check_number, check_positive_int, initial_actions
-from recede.planners.base import kernel_threads
+from recede.planners.base import (
+    OptionEnum,
+    as_enum,
+    as_generator,
+    check_fraction,
+    check_number,
+    check_positive_int,
+    initial_actions,
+    kernel_threads,
+)
 from recede.problem import Plan, Problem, Status, needs_sensors
 
 
-class Selection(enum.Enum):
+class Selection(OptionEnum):
     UCT = "uct"
     PUCT = "puct"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Proposal(enum.Enum):
+class Proposal(OptionEnum):
     """How progressive widening draws a new continuous action."""
 
     UNIFORM = "uniform"
     GAUSSIAN = "gaussian"  # around the warm start's action at that step
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Backup(enum.Enum):
+class Backup(OptionEnum):
     """What a node's value is: the mean of the returns through it (classic UCT, for noisy
     evaluations) or the best (lowest) one, which for a deterministic model is the cost of the
     best sequence found below it (single-player MCTS)."""
@@ -116,26 +117,12 @@ class Backup(enum.Enum):
     MEAN = "mean"
     BEST = "best"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class RolloutPolicy(enum.Enum):
+class RolloutPolicy(OptionEnum):
     """The default policy that evaluates a new leaf."""
 
     RANDOM = "random"
     WARM_START = "warm_start"  # the warm start's actions from the leaf's step on (zeros without)
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def _enum(cls, name, value):
-    try:
-        return cls(value)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -153,7 +140,8 @@ class MCTSConfig:
     a node with N visits has at most ``ceil(k N^alpha)`` children (k > 0, alpha in (0, 1)).
     proposal: "uniform" or "gaussian" (std ``proposal_std`` times the half-range of the bounds).
     rollout: "random" or "warm_start"; rollout_std: Gaussian noise added to the warm start's
-    actions in its rollouts (times the half-range of the bounds, >= 0; clipped). batch: leaves evaluated per batched rollout (batched path).
+    actions in its rollouts (times the half-range of the bounds, >= 0; clipped). batch: leaves
+    evaluated per batched rollout (batched path).
     reuse, reuse_tol: keep the subtree between plans (see the module docstring). fused: use the
     in-Numba search where the problem allows it.
     """
@@ -183,13 +171,11 @@ class MCTSConfig:
         check_positive_int("simulations", self.simulations)
         check_positive_int("max_nodes", self.max_nodes, 2)
         check_number("exploration", self.exploration)
-        object.__setattr__(self, "selection", _enum(Selection, "selection", self.selection))
-        object.__setattr__(self, "backup", _enum(Backup, "backup", self.backup))
-        object.__setattr__(self, "proposal", _enum(Proposal, "proposal", self.proposal))
-        object.__setattr__(self, "rollout", _enum(RolloutPolicy, "rollout", self.rollout))
-        d = self.discount
-        if isinstance(d, bool) or not isinstance(d, (int, float, np.floating)) or not 0 < d <= 1:
-            raise InvalidArgumentError(f"discount must be in (0, 1], got {d!r}")
+        object.__setattr__(self, "selection", as_enum(Selection, "selection", self.selection))
+        object.__setattr__(self, "backup", as_enum(Backup, "backup", self.backup))
+        object.__setattr__(self, "proposal", as_enum(Proposal, "proposal", self.proposal))
+        object.__setattr__(self, "rollout", as_enum(RolloutPolicy, "rollout", self.rollout))
+        check_fraction("discount", self.discount)
         check_positive_int("levels", self.levels, 0)
         if self.levels == 1:
             raise InvalidArgumentError("levels must be 0 (continuous actions) or >= 2, got 1")
@@ -215,9 +201,7 @@ class MCTSConfig:
             object.__setattr__(self, "prior", tuple(float(v) for v in p / p.sum()))
         check_positive_int("repeat", self.repeat)
         check_number("widening_k", self.widening_k, strict=True)
-        a = self.widening_alpha
-        if isinstance(a, bool) or not isinstance(a, (int, float, np.floating)) or not 0 < a < 1:
-            raise InvalidArgumentError(f"widening_alpha must be in (0, 1), got {a!r}")
+        check_fraction("widening_alpha", self.widening_alpha, high_open=True)
         check_number("proposal_std", self.proposal_std, strict=True)
         check_number("rollout_std", self.rollout_std)
         check_positive_int("batch", self.batch)
@@ -415,7 +399,7 @@ def _score(visits, vloss, vsum, hot, ch, puct, c_term, p, vmin, inv_range, worst
 
 
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
-def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, path, tried, u):
+def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, path, u):
     """One descent from the root, adding a virtual loss to each node on it and writing the
     path's actions into ``path[t]`` for the steps it covers. Returns ``(leaf, level, new)``;
     ``leaf = -1`` (and no virtual loss left behind) when the pool is full."""
@@ -611,7 +595,7 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     simulation's actions and return go to ``best`` (H, nu) and ``best_cost[0]``; ``scratch``
     comes from :func:`_scratch`."""
     par, edge, edisc, action, state, known = T[0], T[8], T[9], T[10], T[11], T[12]
-    path, tried, u, x, xs, k, acc, e, du = scratch
+    path, u, x, xs, k, acc, e, du = scratch
     H, repeat = ip[_H], ip[_REPEAT]
     gamma = fp[_GAMMA]
     nx, nu = state.shape[1], action.shape[1]
@@ -619,7 +603,7 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     done = 0
     for _ in range(n_sims):
         leaf, level, new = _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std,
-                                   warm, path, tried, u)
+                                   warm, path, u)
         if leaf < 0:
             break
         t_leaf = min(level * repeat, H)
@@ -661,10 +645,10 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     return done
 
 
-def _scratch(H: int, nx: int, nu: int, A: int) -> tuple:
-    """Work arrays of the fused search: path (H, nu), tried (A,), u, x, xs, k, acc, e, du."""
-    return (np.empty((H, nu)), np.empty(max(A, 1), np.bool_), np.empty(nu), np.empty(nx),
-            np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nu))
+def _scratch(H: int, nx: int, nu: int) -> tuple:
+    """Work arrays of the fused search: path (H, nu), u, x, xs, k, acc, e, du."""
+    return (np.empty((H, nu)), np.empty(nu), np.empty(nx), np.empty(nx), np.empty(nx),
+            np.empty(nx), np.empty(nx), np.empty(nu))
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -674,11 +658,10 @@ def _select_batch(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     whole action sequence (path, new edge, default policy) into ``U[w]``; returns how many
     were selected (fewer when the pool fills)."""
     H, repeat = ip[_H], ip[_REPEAT]
-    tried = np.empty(max(prims.shape[0], 1), np.bool_)
     u = np.empty(U.shape[2])
     for w in range(U.shape[0]):
         leaf, level, new = _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std,
-                                   warm, U[w], tried, u)
+                                   warm, U[w], u)
         if leaf < 0:
             return w
         leaves[w], levels[w], news[w] = leaf, level, new
@@ -852,8 +835,7 @@ class MCTS:
                     f"continuous MCTS needs finite action bounds, got action_low={self._low}, "
                     f"action_high={self._high}")
             prims, prior = np.zeros((0, nu)), np.zeros(0)
-        self.primitives = prims
-        self._prims = np.ascontiguousarray(prims)
+        self.primitives = np.ascontiguousarray(prims)  # (A, nu); (0, nu) for continuous actions
         self._prior = np.ascontiguousarray(prior)
         half = 0.5 * (self._high - self._low)
         if c.rollout_std > 0 and not np.all(np.isfinite(half)):
@@ -871,16 +853,14 @@ class MCTS:
         dyn = p.dynamics
         self.fused = bool(c.fused and hasattr(dyn, "kernel_args") and hasattr(dyn, "sys_id")
                           and type(p.cost) is QuadraticCost)
-        self._staged = hasattr(p.cost, "stage_costs")
-        if not self.fused and not self._staged and c.discount != 1:
+        if not self.fused and not hasattr(p.cost, "stage_costs") and c.discount != 1:
             raise InvalidArgumentError(
                 f"discount must be 1 for a cost without stage_costs ({type(p.cost).__name__}), "
                 f"got {c.discount}")
         self._tree = self._spare = None  # the node pool, and a second one for re-rooting
         self._valid = False  # the pool holds a tree
         self._meta = np.zeros(2, np.int64)
-        self._levels = -(-H // c.repeat)
-        self._stats = np.empty((self._levels + 1, 2))
+        self._stats = np.empty((-(-H // c.repeat) + 1, 2))  # one row per level, root included
         self._chain = np.zeros(0, np.int64)
         self._pending = None  # steps applied since the last plan (advance)
         self._kept = False  # the tree was re-rooted for the next plan
@@ -912,7 +892,7 @@ class MCTS:
         if self._spare is None or self._spare[0].shape[0] != T[0].shape[0]:
             self._spare = _new_tree(T[0].shape[0], self.problem.nx, self.problem.nu)
         T2 = self._spare
-        size = _compact(T, self._meta, node, self._prims.shape[0], T2)
+        size = _compact(T, self._meta, node, self.primitives.shape[0], T2)
         vsum, visits, edge, edisc = T2[7], T2[5], T2[8], T2[9]
         # the root's returns lose its old edge: Q = edge + edisc G  ->  G
         vsum[0] = (vsum[0] - visits[0] * edge[0]) / edisc[0]
@@ -974,13 +954,13 @@ class MCTS:
         _seed(int(rng.integers(0, 2**31 - 1)))
         best = warm.copy()
         best_cost = np.array([np.inf])
-        args = (T, self._meta, self._stats, self._ip, self._fp, self._prims, self._prior,
+        args = (T, self._meta, self._stats, self._ip, self._fp, self.primitives, self._prior,
                 self._low, self._high, self._prop_std, warm)
         with kernel_threads(p.dynamics, serial=self.fused):
             done, stop = self._search(args, x0, best, best_cost, deadline)
             actions = best.copy()
             nodes = np.zeros(H, np.int64)
-            depth = _principal(T, self._meta, H, c.repeat, self._prims.shape[0], actions, nodes)
+            depth = _principal(T, self._meta, H, c.repeat, self.primitives.shape[0], actions, nodes)
             self._chain = nodes[:depth].copy()
             cost, X = p.evaluate(x0, actions[None], return_states=True)
         status = {"simulations": Status.MAX_ITERATIONS, "nodes": Status.MAX_ITERATIONS,
@@ -1000,8 +980,7 @@ class MCTS:
         if self.fused:
             m, q = self.problem.dynamics, self.problem.cost
             extra = (*m.kernel_args, *q.kernel_args, best, best_cost)
-            scratch = _scratch(self.problem.horizon, self.problem.nx, self.problem.nu,
-                               self._prims.shape[0])
+            scratch = _scratch(self.problem.horizon, self.problem.nx, self.problem.nu)
             chunk = total if deadline is None else min(total, 32)
             while done < total:
                 if deadline is not None and done and time.perf_counter() >= deadline:
