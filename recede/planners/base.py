@@ -8,7 +8,6 @@ shifted by the steps executed since (see :func:`shift_actions`).
 from __future__ import annotations
 
 import contextlib
-import enum
 import math
 import time
 from typing import Protocol, runtime_checkable
@@ -16,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numba
 import numpy as np
 
+from recede._options import OptionEnum, as_enum  # noqa: F401  (re-exported)
 from recede.errors import InvalidArgumentError
 from recede.models.base import as_sequence
 from recede.problem import IterLog, Plan, Problem, Status, needs_sensors
@@ -73,22 +73,6 @@ def kernel_threads(dynamics, *, serial: bool = False):
         yield
     finally:
         numba.set_num_threads(previous)
-
-
-class OptionEnum(enum.Enum):
-    """A config option with named string values; ``str()`` gives the value (CLI, JSON)."""
-
-    def __str__(self) -> str:
-        return self.value
-
-
-def as_enum(cls: type[enum.Enum], name: str, value) -> enum.Enum:
-    """``cls(value)`` (a member or its value), or an error naming the option and the choices."""
-    try:
-        return cls(value)
-    except ValueError:
-        raise InvalidArgumentError(
-            f"{name} must be one of {[m.value for m in cls]}, got {value!r}") from None
 
 
 def check_positive_int(name: str, value, minimum: int = 1) -> None:
