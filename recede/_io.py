@@ -1,0 +1,66 @@
+"""Files that appear whole or not at all: write to a temporary name beside the target, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from typing import Iterator
+
+from recede.errors import InvalidArgumentError
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+@contextlib.contextmanager
+def atomic_file(path: str, name: str = "path") -> Iterator[str]:
+    """Yield a temporary file name next to ``path``; on success rename it over ``path``, on any
+    error remove it (``path`` is then untouched). ``name`` is the argument named in errors."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise InvalidArgumentError(f"{name} must be a file path, got the directory {path!r}")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise InvalidArgumentError(f"{name}: the directory of {path!r} does not exist")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.close(fd)
+    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str, name: str = "path") -> Iterator[str]:
+    """Yield a temporary directory next to ``path``; on success it replaces ``path`` (an existing
+    directory there is swapped out and removed only after the new one is in place)."""
+    path = os.path.abspath(os.fspath(path))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise InvalidArgumentError(f"{name} must be a directory path, got the file {path!r}")
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise InvalidArgumentError(f"{name}: the directory of {path!r} does not exist")
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    os.chmod(tmp, 0o777 & ~_umask())
+    try:
+        yield tmp
+        old = None
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".old")
+            os.rmdir(old)
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
