@@ -1,0 +1,12 @@
+"""Offline data: :class:`TransitionDataset` (transitions ``x -> x'`` with episode bookkeeping,
+saved as ``.npz``) and readers for Minari datasets and D4RL-style HDF5 files.
+
+Shapes: ``N`` transitions, ``nx`` observation size, ``nu`` action size. The readers import their
+optional dependencies (``minari``, ``h5py``) on first use.
+"""
+
+from recede.data.d4rl import load_d4rl_hdf5
+from recede.data.dataset import TransitionDataset
+from recede.data.minari import load_minari
+
+__all__ = ["TransitionDataset", "load_d4rl_hdf5", "load_minari"]
