@@ -174,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="draw states, actions and planning times to a PNG at PATH")
     run.add_argument("--video", metavar="PATH.mp4", default=None,
                      help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
+    run.add_argument("--model", metavar="DIR", default=None,
+                     help="plan on a learned ensemble (a checkpoint from 'recede train-model' or "
+                          "'recede pets') instead of the task's own model; act in the real env")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -200,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
                          help="write every run's summary and the table as JSON to PATH")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     compare.set_defaults(func=_cmd_compare)
+
+    _add_model_commands(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -325,7 +330,7 @@ def _success_text(success, steps: int, episode_steps: int, terminated: bool, rob
 
 
 def _episode(task, planner_name: str, options: dict, *, seed: int, steps: int, horizon, replan_every: int,
-             time_budget, realtime: bool, render=None, on_step=None):
+             time_budget, realtime: bool, render=None, on_step=None, model=None):
     """One closed-loop episode of ``planner_name`` on ``task``: (RunLog judged by the task,
     the planning Problem). ``on_step(t, env)`` runs after every step."""
     from recede.controllers import MPC, run_closed_loop
@@ -336,7 +341,12 @@ def _episode(task, planner_name: str, options: dict, *, seed: int, steps: int, h
     horizon = task.horizon_for(planner_name) if horizon is None else horizon
     env = task.make_env(render_mode=render)
     try:
-        problem = task.problem(horizon, env=env) if robot else task.problem(horizon)
+        if model is not None:
+            from recede.policy_learning.pets import problem_on_model
+
+            problem = problem_on_model(task, model, horizon, env)
+        else:
+            problem = task.problem(horizon, env=env) if robot else task.problem(horizon)
         planner = make_planner(planner_name, problem, **options)
         controller = MPC(planner, replan_every=replan_every, rng=seed, time_budget=time_budget)
         # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
@@ -376,6 +386,7 @@ def _cmd_run(args) -> int:
     planner_config(args.planner, **options)  # refuse bad options before any output
     _check_loop_args(args)
     time_budget = _time_budget(args)
+    model = _load_model(args.model, task) if args.model else None
 
     outputs: list[_AtomicFile] = []
     try:
@@ -405,7 +416,7 @@ def _cmd_run(args) -> int:
                 task, args.planner, options, seed=args.seed, steps=steps, horizon=args.horizon,
                 replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime,
                 render="rgb_array" if video_out else None,
-                on_step=lambda t, env: on_step(t, bar, env),
+                on_step=lambda t, env: on_step(t, bar, env), model=model,
             )
 
         dynamics = problem.dynamics
@@ -454,6 +465,7 @@ def _cmd_run(args) -> int:
         ("task", task.name),
         ("planner", f"{args.planner} ({shown})"),
         ("horizon", f"{problem.horizon} steps"),
+        *([("model", f"{args.model} ({model!r})")] if model is not None else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"])),
         ("return", f"{summary['return']:.4f}"),
@@ -658,6 +670,220 @@ def _cmd_planners(args) -> int:
 
 
 # --------------------------------------------------------------------------- entry point
+
+
+# --------------------------------------------------------------------------- learned models
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _add_model_commands(sub) -> None:
+    collect = sub.add_parser(
+        "collect", help="log transitions of a policy on a task to an .npz dataset",
+        description="Run POLICY on TASK for N episodes and write every transition (observation, "
+                    "action, next observation, reward, terminated, truncated, episode id) to "
+                    "an .npz file. Observations are the task's model state.")
+    collect.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    collect.add_argument("--policy", choices=("random", "mpc"), default="random",
+                         help="random: uniform actions in the bounds; mpc: the planner on the "
+                              "task's own model (default: random)")
+    collect.add_argument("--planner", default="cem", help="planner of --policy mpc (default: cem)")
+    collect.add_argument("--episodes", type=_positive_int, default=1, help="episodes (default: 1)")
+    collect.add_argument("--steps", type=_positive_int, default=None,
+                         help="cut every episode after this many steps")
+    collect.add_argument("--seed", type=_non_negative_int, default=0,
+                         help="episode i resets with seed SEED + i (default: 0)")
+    collect.add_argument("--out", metavar="PATH.npz", required=True, help="where to write the dataset")
+    collect.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    collect.set_defaults(func=_cmd_collect)
+
+    train = sub.add_parser(
+        "train-model", help="train a probabilistic ensemble on a dataset",
+        description="Fit an ensemble of Gaussian MLPs to DATA (an .npz from 'recede collect', "
+                    "'recede pets --out-data' or recede.data) and write a checkpoint directory "
+                    "(weights.safetensors + model.json). With --task the model takes the task's "
+                    "dt, action bounds and angle dims; without, sizes and action bounds come "
+                    "from the data. An existing checkpoint at --out is resumed with --resume.")
+    train.add_argument("data", metavar="DATA", help="dataset .npz")
+    train.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
+    train.add_argument("--task", default=None, help="task the model is for (dt, bounds, angles)")
+    train.add_argument("--members", type=_positive_int, default=5, help="ensemble members (default: 5)")
+    train.add_argument("--hidden", type=_positive_int, default=200, help="hidden width (default: 200)")
+    train.add_argument("--layers", type=_positive_int, default=4, help="hidden layers (default: 4)")
+    train.add_argument("--elites", type=_positive_int, default=None, help="elites (default: all members)")
+    train.add_argument("--predict-reward", action="store_true", help="also learn the reward")
+    train.add_argument("--propagation", default="tsinf",
+                       help="particle propagation when planning: ts1, tsinf, expectation, mean")
+    train.add_argument("--particles", type=_positive_int, default=20, help="particles (default: 20)")
+    train.add_argument("--epochs", type=_positive_int, default=100, help="most epochs (default: 100)")
+    train.add_argument("--batch-size", type=_positive_int, default=256, help="default: 256")
+    train.add_argument("--learning-rate", type=float, default=1e-3, help="default: 1e-3")
+    train.add_argument("--holdout", type=float, default=0.1, help="held-out share (default: 0.1)")
+    train.add_argument("--patience", type=_positive_int, default=5, help="default: 5")
+    train.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    train.add_argument("--resume", action="store_true",
+                       help="continue training the checkpoint at --out (its architecture wins)")
+    train.add_argument("--csv", metavar="PATH", default=None, help="per-epoch metrics as CSV")
+    train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    train.set_defaults(func=_cmd_train_model)
+
+    pets = sub.add_parser(
+        "pets", help="PETS: collect, train an ensemble, plan on it in the real env, repeat",
+        description="Run PETS on TASK: random episodes first, then TRIALS episodes of MPC on an "
+                    "ensemble refit to all data before each. Prints one line per trial and "
+                    "writes the trials as CSV and a learning curve as PNG.")
+    pets.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    pets.add_argument("--trials", type=_positive_int, default=10, help="model-based trials (default: 10)")
+    pets.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
+    pets.add_argument("--planner", default="cem", help="planner on the model (default: cem)")
+    pets.add_argument("--horizon", type=_positive_int, default=None, help="planning horizon")
+    pets.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                      help="planner option (repeatable)")
+    pets.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                      help="ensemble option, e.g. particles=20 or hidden=200 (repeatable)")
+    pets.add_argument("--train-option", action="append", default=[], metavar="NAME=VALUE",
+                      help="training option, e.g. epochs=50 (repeatable)")
+    pets.add_argument("--initial-episodes", type=_positive_int, default=None,
+                      help="random episodes before the first model (default: the task's)")
+    pets.add_argument("--steps", type=_positive_int, default=None, help="cut every episode after this many steps")
+    pets.add_argument("--stop-on-success", action="store_true",
+                      help="end after the first trial that meets the task's success criterion")
+    pets.add_argument("--csv", metavar="PATH", default=None, help="default: pets-TASK-sSEED.csv")
+    pets.add_argument("--plot", metavar="PATH.png", default=None, help="default: pets-TASK-sSEED.png")
+    pets.add_argument("--out-model", metavar="DIR", default=None, help="write the final model here")
+    pets.add_argument("--out-data", metavar="PATH.npz", default=None, help="write all data here")
+    pets.set_defaults(func=_cmd_pets)
+
+
+def _load_model(path: str, task=None):
+    from recede.models.ensemble import Ensemble
+
+    model = Ensemble.load(path)
+    if task is not None:
+        from recede.envs.robots import GymTask
+
+        d = task.dynamics() if not isinstance(task, GymTask) else None
+        nx, nu = (d.nx, d.nu) if d is not None else (None, None)
+        if d is not None and (model.nx, model.nu) != (nx, nu):
+            raise _UsageError(f"argument --model: {path} has nx={model.nx}, nu={model.nu} but task "
+                              f"{task.name!r} has nx={nx}, nu={nu}")
+    return model
+
+
+def _cmd_collect(args) -> int:
+    from tqdm import tqdm
+
+    from recede.envs import get_task
+    from recede.policy_learning.pets import collect
+
+    task = get_task(args.task)
+    if not args.out.endswith(".npz"):
+        raise _UsageError(f"argument --out: the path must end in .npz, got {args.out!r}")
+    import numpy as np
+
+    _AtomicFile(args.out, "--out").discard()  # a bad path fails before the episodes
+    returns = []
+    with tqdm(total=args.episodes, file=sys.stderr, disable=args.no_progress,
+              desc=f"{task.name} {args.policy}", unit="episode", dynamic_ncols=True) as bar:
+        def on_episode(i, log):
+            returns.append(log.total_return)
+            bar.update(1)
+
+        data = collect(task, args.policy, args.episodes, seed=args.seed, planner=args.planner,
+                       steps=args.steps, on_episode=on_episode)
+    data.save(args.out)  # atomic
+    print(f"{'task':<12}  {task.name}")
+    print(f"{'policy':<12}  {args.policy}")
+    print(f"{'episodes':<12}  {args.episodes}")
+    print(f"{'transitions':<12}  {len(data)}")
+    print(f"{'return':<12}  mean {np.mean(returns):.4f}, min {np.min(returns):.4f}, max {np.max(returns):.4f}")
+    print(f"{'data':<12}  {args.out}")
+    return 0
+
+
+def _cmd_train_model(args) -> int:
+    import numpy as np
+
+    from recede.data import TransitionDataset
+    from recede.models.ensemble import Ensemble, TrainConfig
+
+    data = TransitionDataset.load(args.data)
+    tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
+                     holdout=args.holdout, patience=args.patience, seed=args.seed)
+    if args.resume:
+        model = Ensemble.load(args.out)
+        data.check_dims(model.nx, model.nu, where="model")
+    else:
+        options = dict(members=args.members, hidden=args.hidden, layers=args.layers,
+                       elites=args.elites, predict_reward=args.predict_reward,
+                       propagation=args.propagation, particles=args.particles)
+        if args.task:
+            from recede.envs import get_task
+            from recede.policy_learning.pets import model_for
+
+            task = get_task(args.task)
+            model = model_for(task, seed=args.seed, **options)
+            data.check_dims(model.nx, model.nu, where=f"task {task.name!r}")
+        else:
+            low, high = data.actions.min(axis=0), data.actions.max(axis=0)
+            model = Ensemble(data.nx, data.nu, action_low=low, action_high=high, seed=args.seed,
+                             **options)
+    if args.csv:
+        _AtomicFile(args.csv, "--csv").discard()  # a bad path fails before training
+    _AtomicFile(os.path.join(os.path.dirname(os.path.abspath(args.out)), ".probe"), "--out").discard()
+    fit = model.fit(data, tc, progress=not args.no_progress, csv_path=args.csv)
+    model.save(args.out)
+    last = fit.epochs[-1]
+    print(f"{'model':<12}  {model!r}")
+    print(f"{'data':<12}  {args.data} ({len(data)} transitions: {fit.train_rows} train, {fit.holdout_rows} held out)")
+    print(f"{'epochs':<12}  {len(fit.epochs)}{' (stopped early)' if fit.stopped_early else ''}, {fit.seconds:.1f} s")
+    print(f"{'train':<12}  nll {last.train_nll:.4f}, mse {last.train_mse:.5f}")
+    elite_mse = np.mean([fit.best_holdout_mse[e] for e in fit.elites])
+    print(f"{'held out':<12}  elites' mse {elite_mse:.5f} (normalised units), elites {list(fit.elites)}")
+    print(f"{'checkpoint':<12}  {args.out}")
+    if args.csv:
+        print(f"{'metrics':<12}  {args.csv}")
+    return 0
+
+
+def _cmd_pets(args) -> int:
+    from recede.envs import get_task
+    from recede.policy_learning.pets import pets, plot_trials, write_trials_csv
+
+    task = get_task(args.task)
+    csv_path = args.csv or f"pets-{task.name}-s{args.seed}.csv"
+    png_path = args.plot or f"pets-{task.name}-s{args.seed}.png"
+    popts = _parse_options(args.option, "--option", False)
+    mopts = _parse_options(args.model_option, "--model-option", False)
+    topts = _parse_options(args.train_option, "--train-option", False)
+    for path, flag in ((csv_path, "--csv"), (png_path, "--plot")):
+        _AtomicFile(path, flag).discard()  # bad paths fail before the trials
+    print(f"{'trial':>5}  {'policy':<6}  {'return':>10}  {'success':<7}  {'steps':>5}  "
+          f"{'data':>6}  {'epochs':>6}  {'mse':>8}  {'plan ms':>8}  {'s':>6}", flush=True)
+
+    def on_trial(t):
+        print(f"{t.trial:>5}  {t.policy:<6}  {t.episode_return:>10.2f}  {str(t.success):<7}  "
+              f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
+              f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", flush=True)
+
+    result = pets(task, args.trials, seed=args.seed, planner=args.planner, model_options=mopts,
+                  train_options=topts, planner_options_=popts, horizon=args.horizon,
+                  initial_episodes=args.initial_episodes, steps=args.steps,
+                  stop_on_success=args.stop_on_success, on_trial=on_trial)
+    write_trials_csv(csv_path, result.trials)
+    plot_trials(png_path, result.trials, title=f"PETS on {task.name} (seed {args.seed})")
+    if args.out_model:
+        result.model.save(args.out_model)
+    if args.out_data:
+        result.data.save(args.out_data)
+    first = result.first_success()
+    print(f"first success: {'none' if first is None else f'trial {first}'}; csv {csv_path}; plot {png_path}")
+    return 0
 
 
 def _fail(message: str, code: int) -> int:

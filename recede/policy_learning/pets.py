@@ -1,0 +1,318 @@
+"""PETS (Chua et al. 2018): collect data, fit a probabilistic ensemble, plan on it with MPC in the
+real environment, add what happened to the data, repeat.
+
+``collect(task, policy, episodes)`` logs transitions; ``model_for(task)`` builds an ensemble
+shaped for a task; ``pets(task, trials=N)`` runs the loop and returns one :class:`TrialLog` per
+trial (trial 0 is the random exploration that seeds the data).
+
+Observations are the task's model state (``task.state_of(env)``), so the task's cost, written
+over model state, applies to the learned model unchanged.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import time
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any, Callable
+
+import numpy as np
+
+from recede._io import atomic_file
+from recede.controllers import MPC, run_closed_loop
+from recede.data import TransitionDataset
+from recede.errors import InvalidArgumentError
+from recede.models.ensemble import Ensemble, TrainConfig
+from recede.planners.base import as_generator, check_positive_int
+from recede.planners.registry import make_planner, planner_config, planner_options
+
+POLICIES = ("random", "mpc")
+
+# Per task: (model options, training options, planner options, horizon, random episodes first).
+# Sized so that a trial takes about a minute on two cores: the planner runs the network
+# B * P * H * iterations times per control step.
+PETS_DEFAULTS: dict[str, dict[str, Any]] = {
+    # 160 steps per episode at dt = 0.05; CEM on the true model swings up with H = 20 and 200
+    # samples x 4 iterations.
+    "cartpole-swingup": {
+        "model": {"members": 5, "hidden": 128, "layers": 3, "particles": 10},
+        "train": {"epochs": 100, "patience": 10, "batch_size": 32},
+        "planner": {"samples": 200, "iterations": 4},
+        "horizon": 20,
+        "initial_episodes": 1,
+    },
+    # up to 1000 steps at dt = 0.04; random episodes fall within a few dozen steps.
+    "inverted-pendulum": {
+        "model": {"members": 5, "hidden": 64, "layers": 3, "particles": 10},
+        "train": {"epochs": 100, "patience": 10, "batch_size": 32},
+        "planner": {"samples": 100, "iterations": 3},
+        "horizon": 15,
+        "initial_episodes": 5,
+    },
+}
+GENERIC = {"model": {"members": 5, "hidden": 200, "layers": 3, "particles": 10},
+           "train": {"epochs": 50, "patience": 5}, "planner": {}, "horizon": None,
+           "initial_episodes": 1}
+
+
+def pets_defaults(task) -> dict[str, Any]:
+    """The PETS settings for ``task`` (its entry in ``PETS_DEFAULTS``, else generic ones)."""
+    d = PETS_DEFAULTS.get(task.name, GENERIC)
+    return {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
+
+
+class RandomPolicy:
+    """Uniform actions inside the bounds; ``act(x)`` like a controller."""
+
+    def __init__(self, low, high, rng=None, dt: float = 0.0):
+        self._low, self._high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
+        if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
+            raise InvalidArgumentError(f"a random policy needs finite action bounds, got {self._low}, {self._high}")
+        self._rng = as_generator(rng)
+        self.problem = SimpleNamespace(nu=self._low.shape[0], dynamics=SimpleNamespace(dt=dt))
+        self.last_plan_time = math.nan
+
+    def act(self, x) -> np.ndarray:
+        return self._rng.uniform(self._low, self._high)
+
+
+def _problem(task, horizon, dynamics, env):
+    from recede.envs.robots import GymTask
+
+    if isinstance(task, GymTask):
+        return task.problem(horizon, dynamics=dynamics, env=env)
+    return task.problem(horizon, dynamics=dynamics)
+
+
+def problem_on_model(task, model, horizon: int, env):
+    """The task's planning problem with ``model`` as the dynamics: the task's own cost (built
+    from its own model, so angle wrapping and sensors are the task's) and the env's action
+    bounds. Refuses a model whose sizes differ from the task's."""
+    from recede.envs.robots import GymTask
+    from recede.problem import Problem
+
+    if isinstance(task, GymTask):
+        own = task.dynamics(env)
+        cost = task.cost(own, env)
+    else:
+        own = task.dynamics()
+        cost = task.cost(own)
+    if (model.nx, model.nu) != (own.nx, own.nu):
+        raise InvalidArgumentError(
+            f"model has nx={model.nx}, nu={model.nu} but task {task.name!r} has nx={own.nx}, "
+            f"nu={own.nu}")
+    low, high = _bounds(task, env)
+    return Problem(model, cost, int(horizon), action_low=low, action_high=high)
+
+
+def _bounds(task, env):
+    space = env.action_space
+    return np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64)
+
+
+def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | None = None):
+    """One episode of ``controller`` in ``env``: (RunLog judged by the task, its transitions)."""
+    log = run_closed_loop(env, controller, steps=steps, seed=seed, state_fn=task.state_of)
+    if log.success is None:
+        judged = task.judge(env, log.terminated, log.steps)
+        if judged is not None:
+            log = dataclasses.replace(log, success=bool(judged))
+    data = TransitionDataset.from_episode(log.states, log.actions, log.rewards,
+                                          terminated=bool(log.terminated),
+                                          truncated=not log.terminated, episode_id=episode_id)
+    return log, data
+
+
+def collect(task, policy: str = "random", episodes: int = 1, *, seed: int = 0,
+            planner: str = "cem", planner_options_: dict | None = None, horizon: int | None = None,
+            steps: int | None = None, on_episode: Callable[[int, Any], None] | None = None
+            ) -> TransitionDataset:
+    """Log ``episodes`` episodes of ``policy`` on ``task``: ``random`` (uniform actions) or
+    ``mpc`` (``planner`` with the task's defaults, planning on the task's own model). Episode
+    ``i`` resets with seed ``seed + i``."""
+    if policy not in POLICIES:
+        raise InvalidArgumentError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
+    check_positive_int("episodes", episodes)
+    parts = []
+    env = task.make_env()
+    try:
+        low, high = _bounds(task, env)
+        if policy == "random":
+            controller = RandomPolicy(low, high, rng=seed)
+        else:
+            options = dict(planner_options(planner))
+            options.update(task.planner_defaults.get(planner, {}))
+            options.update(planner_options_ or {})
+            h = task.horizon_for(planner) if horizon is None else horizon
+            problem = _problem(task, h, None, env)
+            controller = MPC(make_planner(planner, problem, **options), rng=seed)
+        for i in range(episodes):
+            if policy == "mpc":
+                controller.reset(seed + i)
+            log, data = episode(task, env, controller, seed=seed + i, episode_id=i, steps=steps)
+            parts.append(data)
+            if on_episode is not None:
+                on_episode(i, log)
+    finally:
+        env.close()
+    return TransitionDataset.concatenate(parts)
+
+
+def model_for(task, *, seed: int = 0, **options) -> Ensemble:
+    """An untrained ensemble with ``task``'s state and action sizes, bounds and angle dims."""
+    dyn = task.dynamics()
+    angle_dims = tuple(getattr(dyn, "angle_dims", ()) or ())
+    options.setdefault("angle_dims", angle_dims)
+    return Ensemble(dyn.nx, dyn.nu, dt=float(dyn.dt), action_low=dyn.action_low,
+                    action_high=dyn.action_high, seed=seed,
+                    state_names=getattr(dyn, "state_names", None), **options)
+
+
+@dataclass(frozen=True)
+class TrialLog:
+    """One PETS trial. Trial 0 is the random exploration (no model); ``holdout_mse`` and
+    ``epochs`` describe the model fit before the trial ran."""
+
+    trial: int
+    policy: str
+    episode_return: float
+    success: bool | None
+    steps: int
+    transitions: int  # in the dataset after this trial
+    epochs: int
+    holdout_mse: float
+    train_s: float
+    plan_ms_median: float
+    seconds: float
+
+
+@dataclass
+class PETSResult:
+    trials: list[TrialLog] = field(default_factory=list)
+    model: Ensemble | None = None
+    data: TransitionDataset | None = None
+
+    def first_success(self) -> int | None:
+        """The first model-based trial that met the task's criterion."""
+        for t in self.trials:
+            if t.policy == "pets" and t.success:
+                return t.trial
+        return None
+
+
+def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
+         model_options: dict | None = None, train_options: dict | None = None,
+         planner_options_: dict | None = None, horizon: int | None = None,
+         initial_episodes: int | None = None, steps: int | None = None,
+         stop_on_success: bool = False, on_trial: Callable[[TrialLog], None] | None = None,
+         on_step: Callable[[int], None] | None = None) -> PETSResult:
+    """Run PETS on ``task`` for ``trials`` model-based trials after the random ones.
+
+    Settings: :func:`pets_defaults` for the task, overridden by the ``*_options`` given. The
+    model is refit (continuing from its weights) on all data before every trial; ``seed`` seeds
+    the episodes (trial ``i`` resets with ``seed * 1000 + i``), the model and the planner.
+    ``stop_on_success``: end after the first trial that meets the task's criterion.
+    """
+    check_positive_int("trials", trials)
+    d = pets_defaults(task)
+    mopts = {**d["model"], **(model_options or {})}
+    topts = {"seed": seed, **d["train"], **(train_options or {})}
+    popts = dict(planner_options(planner))
+    popts.update(d["planner"] if planner == "cem" else task.planner_defaults.get(planner, {}))
+    popts.update(planner_options_ or {})
+    planner_config(planner, **popts)  # refuse bad options before any work
+    tcfg = TrainConfig(**topts)
+    n_random = d["initial_episodes"] if initial_episodes is None else initial_episodes
+    check_positive_int("initial_episodes", n_random)
+    h = horizon or d["horizon"] or task.horizon_for(planner)
+    model = model_for(task, seed=seed, **mopts)
+    result = PETSResult(model=model)
+    env = task.make_env()
+    parts: list[TransitionDataset] = []
+    try:
+        low, high = _bounds(task, env)
+        t0 = time.perf_counter()
+        rand = RandomPolicy(low, high, rng=seed)
+        returns, ok, nsteps = [], [], 0
+        for i in range(n_random):
+            log, data = episode(task, env, rand, seed=seed * 1000 + i, episode_id=i, steps=steps)
+            parts.append(data)
+            returns.append(log.total_return)
+            ok.append(log.success)
+            nsteps += log.steps
+        data = TransitionDataset.concatenate(parts)
+        rec = TrialLog(trial=0, policy="random", episode_return=float(np.mean(returns)),
+                       success=any(bool(s) for s in ok) if any(s is not None for s in ok) else None,
+                       steps=nsteps, transitions=len(data), epochs=0, holdout_mse=math.nan,
+                       train_s=0.0, plan_ms_median=math.nan, seconds=time.perf_counter() - t0)
+        result.trials.append(rec)
+        if on_trial is not None:
+            on_trial(rec)
+        problem = problem_on_model(task, model, h, env)
+        for k in range(1, trials + 1):
+            t0 = time.perf_counter()
+            fit = model.fit(data, dataclasses.replace(tcfg, seed=tcfg.seed * 1000 + k))
+            train_s = time.perf_counter() - t0
+            model.reseed(seed * 1000 + k)
+            controller = MPC(make_planner(planner, problem, **popts), rng=seed * 1000 + k)
+            log, new = episode(task, env, controller, seed=seed * 1000 + n_random + k,
+                               episode_id=n_random + k - 1, steps=steps)
+            data = TransitionDataset.concatenate([data, new])
+            rec = TrialLog(trial=k, policy="pets", episode_return=log.total_return,
+                           success=log.success, steps=log.steps, transitions=len(data),
+                           epochs=len(fit.epochs),
+                           holdout_mse=float(np.mean([fit.best_holdout_mse[e] for e in fit.elites])),
+                           train_s=train_s, plan_ms_median=log.plan_ms_median,
+                           seconds=time.perf_counter() - t0)
+            result.trials.append(rec)
+            if on_trial is not None:
+                on_trial(rec)
+            if stop_on_success and log.success:
+                break
+    finally:
+        env.close()
+    result.data = data
+    return result
+
+
+def write_trials_csv(path: str, trials) -> None:
+    """One row per trial, written atomically."""
+    names = [f.name for f in dataclasses.fields(TrialLog)]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(names)
+    for t in trials:
+        w.writerow(["" if getattr(t, n) is None else getattr(t, n) for n in names])
+    with atomic_file(path, "csv") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+
+
+def plot_trials(path: str, trials, *, title: str = "", target: float | None = None) -> None:
+    """A PNG learning curve: each trial's return (successful trials marked), atomically."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    k = [t.trial for t in trials]
+    r = [t.episode_return for t in trials]
+    ax.plot(k, r, "o-", color="tab:blue", label="return")
+    good = [(t.trial, t.episode_return) for t in trials if t.success]
+    if good:
+        ax.plot(*zip(*good), "o", color="tab:green", markersize=9, label="success")
+    if target is not None:
+        ax.axhline(target, color="gray", linestyle="--", linewidth=1)
+    ax.set_xlabel("trial (0: random)")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_file(path, "plot") as tmp:
+        fig.savefig(tmp, format="png")
