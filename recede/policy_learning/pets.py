@@ -45,13 +45,17 @@ PETS_DEFAULTS: dict[str, dict[str, Any]] = {
         "horizon": 20,
         "initial_episodes": 1,
     },
-    # up to 1000 steps at dt = 0.04; random episodes fall within a few dozen steps.
+    # up to 1000 steps at dt = 0.04; random episodes fall within ~6 steps. The pessimistic
+    # disagreement penalty keeps the cart where the model has data: without it (seed 1, 20
+    # random episodes) every trial drove the cart into the end of its rail, where the pole fell
+    # (best of 5 trials: 466 steps); with it, trial 4 held 1000.
     "inverted-pendulum": {
-        "model": {"members": 5, "hidden": 64, "layers": 3, "particles": 10},
+        "model": {"members": 5, "hidden": 64, "layers": 3, "particles": 10,
+                  "disagreement_weight": 2.0},
         "train": {"epochs": 100, "patience": 10, "batch_size": 32},
         "planner": {"samples": 100, "iterations": 3},
         "horizon": 15,
-        "initial_episodes": 5,
+        "initial_episodes": 20,
     },
 }
 GENERIC = {"model": {"members": 5, "hidden": 200, "layers": 3, "particles": 10},
