@@ -192,7 +192,7 @@ def mbrl(args) -> dict | None:
     if not args.mbrl_python:
         return None
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mbrl_lib_pets.py")
-    proc = subprocess.run([args.mbrl_python, script, "--repeats", str(args.repeats)],
+    proc = subprocess.run([args.mbrl_python, script, "--repeats", str(args.repeats), "--angle-features"],
                           capture_output=True, text=True, timeout=1200)
     if proc.returncode != 0:
         print(f"mbrl-lib run failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}")
