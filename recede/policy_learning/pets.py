@@ -302,6 +302,7 @@ def plot_trials(path: str, trials, *, title: str = "", target: float | None = No
     """A PNG learning curve: each trial's return (successful trials marked), atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
 
     fig = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(fig)
@@ -314,6 +315,7 @@ def plot_trials(path: str, trials, *, title: str = "", target: float | None = No
         ax.plot(*zip(*good), "o", color="tab:green", markersize=9, label="success")
     if target is not None:
         ax.axhline(target, color="gray", linestyle="--", linewidth=1)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("trial (0: random)")
     ax.set_ylabel("episode return")
     ax.set_title(title)
