@@ -91,6 +91,17 @@ def as_sequence(u, nu: int, horizon: int, name: str) -> np.ndarray:
     return np.ascontiguousarray(a)
 
 
+def as_bound(name: str, value, nu: int) -> np.ndarray:
+    """An action bound: a scalar (every dimension) or ``(nu,)``, without NaN, read-only float64."""
+    b = np.array(value, dtype=np.float64)
+    if b.ndim == 0:
+        b = np.full(nu, float(b))
+    if b.shape != (nu,) or np.any(np.isnan(b)):
+        raise InvalidArgumentError(f"{name} must have shape ({nu},) without NaN, got {value!r}")
+    b.setflags(write=False)
+    return b
+
+
 def as_trajectory(X, U, nx: int, nu: int) -> tuple[np.ndarray, np.ndarray]:
     """Validate one trajectory, states ``X: (H+1, nx)`` and actions ``U: (H, nu)``."""
     U = np.ascontiguousarray(U, dtype=np.float64)

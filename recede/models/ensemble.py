@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from recede._io import atomic_directory, atomic_file
 from recede._options import OptionEnum, as_enum
 from recede.errors import InvalidArgumentError
-from recede.models.base import as_actions, as_state, as_trajectory, broadcast_x0
+from recede.models.base import as_actions, as_bound, as_state, as_trajectory, broadcast_x0
 
 FORMAT = "recede.Ensemble/1"
 WEIGHTS = "weights.safetensors"
@@ -319,13 +319,7 @@ class Ensemble:
     # ----------------------------------------------------------------- basics
 
     def _bound(self, name, value, default) -> np.ndarray:
-        b = np.full(self.nu, default) if value is None else np.array(value, dtype=np.float64)
-        if b.ndim == 0:
-            b = np.full(self.nu, float(b))
-        if b.shape != (self.nu,) or np.any(np.isnan(b)):
-            raise InvalidArgumentError(f"{name} must have shape ({self.nu},) without NaN, got {value!r}")
-        b.setflags(write=False)
-        return b
+        return as_bound(name, default if value is None else value, self.nu)
 
     def reseed(self, seed: int) -> None:
         """Restart the particles' random stream (member assignment and sampling noise)."""

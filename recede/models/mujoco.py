@@ -43,7 +43,9 @@ import numpy as np
 from mujoco import rollout as _mj_rollout
 
 from recede.errors import InvalidArgumentError
-from recede.models.base import as_actions, as_state, as_trajectory, broadcast_x0, check_finite
+from recede.models.base import (
+    as_actions, as_bound, as_state, as_trajectory, broadcast_x0, check_finite,
+)
 
 _FULL = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
 _T0 = 1.0  # rollouts start here, so MuJoCo's reset-to-zero is always visible in the time column
@@ -217,13 +219,7 @@ class MujocoDynamics:
     # ------------------------------------------------------------- description
 
     def _bound(self, name, value) -> np.ndarray:
-        b = np.array(value, dtype=np.float64)
-        if b.ndim == 0:
-            b = np.full(self.nu, float(b))
-        if b.shape != (self.nu,) or np.any(np.isnan(b)):
-            raise InvalidArgumentError(f"{name} must have shape ({self.nu},) without NaN, got {value!r}")
-        b.setflags(write=False)
-        return b
+        return as_bound(name, value, self.nu)
 
     def _names(self) -> tuple[str, ...]:
         m = self.model
