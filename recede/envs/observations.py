@@ -68,7 +68,7 @@ def angle_features(X, is_angle) -> np.ndarray:
     """
     X = np.asarray(X, dtype=np.float64)
     if X.ndim < 1:
-        raise InvalidArgumentError(f"X must have shape (..., nx), got a scalar")
+        raise InvalidArgumentError("X must have shape (..., nx), got a scalar")
     nx = X.shape[-1]
     mask = _angle_mask(is_angle, nx)
     width = np.where(mask, 2, 1)
@@ -209,7 +209,7 @@ class GymObservation:
 
     def _loop(self, X, U, shape, step: bool, warmstart=None) -> np.ndarray:
         m, d = self.model, self._data
-        nq, nv, na = self.nq, self.nv, self.na
+        nq, nv = self.nq, self.nv
         Xf = np.broadcast_to(X, shape + (self.nx,)).reshape(-1, self.nx)
         Uf = np.broadcast_to(U, shape + (self.nu,)).reshape(-1, self.nu)
         Wf = None
@@ -226,10 +226,13 @@ class GymObservation:
                 mujoco.mj_step(m, d, nstep=self.frame_skip)
                 out_state[i] = np.concatenate(self._state_obs(
                     np.concatenate([d.qpos, d.qvel, d.act])))
+            elif self.terms == ("fingertip",):
+                mujoco.mj_kinematics(m, d)  # Reacher reads body positions only
             else:
                 mujoco.mj_forward(m, d)
             if self.terms:
-                mujoco.mj_rnePostConstraint(m, d)
+                if self.terms != ("fingertip",):
+                    mujoco.mj_rnePostConstraint(m, d)
                 out_derived[i] = self._derived(d)
         return out_state, out_derived
 

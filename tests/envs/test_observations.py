@@ -117,7 +117,7 @@ def test_derived_terms(gym_id):
     assert maxerr(obs(X2, U2), np.stack([got, got[::-1]])) <= 1e-12
     # after_step: the env's observation bit for bit with the env's warm start, batched
     assert maxerr(obs.after_step(X[:-1], U, W), O[1:]) <= 1e-12
-    assert maxerr(obs.after_step(X2[:, :-1], U2[:, 1:], np.stack([W, W])[:, :]),
+    assert maxerr(obs.after_step(X2[:, :-1], U2[:, 1:], np.stack([W, W])),
                   np.stack([O[1:], obs.after_step(X[::-1][:-1], Uprev[::-1][1:], W)])) <= 1e-12
     # with zero warm start: exact but for the PGS solver's tolerance (Humanoid)
     assert maxerr(obs.after_step(X[:-1], U), O[1:]) <= (1e-3 if gym_id == "Humanoid-v5" else 1e-12)
