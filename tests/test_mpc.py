@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from recede import CEM, MPC, Plan, Problem, QuadraticCost, Status, run_closed_loop
+from recede.experiments import PlanRecorder
 from recede.envs import get_task
 from recede.errors import InvalidArgumentError
 from recede.models.linear import LinearDynamics
@@ -69,8 +70,8 @@ def test_closed_loop_log_is_consistent_and_reproducible():
     task = get_task("double-integrator")
     runs = []
     for _ in range(2):
-        mpc = MPC(CEM(task.problem(), samples=64, iterations=3), replan_every=2, rng=7)
-        runs.append(run_closed_loop(task.make_env(), mpc, seed=3))
+        mpc = PlanRecorder(MPC(CEM(task.problem(), samples=64, iterations=3), replan_every=2, rng=7))
+        runs.append(mpc.into(run_closed_loop(task.make_env(), mpc, seed=3)))
     log = runs[0]
     assert log.steps == task.episode_steps
     assert log.states.shape == (task.episode_steps + 1, 2) and log.actions.shape == (task.episode_steps, 1)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from recede.costs import QuadraticCost
@@ -20,8 +18,9 @@ class LQRController:
     linearised at ``(x_goal, u_goal)`` (``recede.planners.lqr.lqr_at_equilibrium``).
 
     Q, R, x_goal and u_goal default to the problem's ``QuadraticCost``; the goal must be an
-    equilibrium. Same interface as ``MPC`` (``act``, ``reset``, ``problem``), so
-    ``run_closed_loop`` runs it; no planning happens in the loop.
+    equilibrium. A :class:`~recede.controllers.base.Policy`: ``act(x)``, ``act_batch(X)`` and
+    ``reset``, so ``run_closed_loop`` runs it and it rolls out through a model; no planning
+    happens in the loop.
     """
 
     def __init__(self, problem: Problem, *, Q=None, R=None, x_goal=None, u_goal=None,
@@ -47,12 +46,10 @@ class LQRController:
         self.problem = problem
         self._angles = np.zeros(d.nx, dtype=bool)
         self._angles[list(getattr(d, "angle_dims", ()))] = True
-        self.plan = None
         self.reset()
 
     def reset(self, rng=None) -> None:
-        as_generator(rng)  # validated for the MPC interface; LQR draws nothing
-        self.last_plan_time = math.nan
+        as_generator(rng)  # validated for the Controller interface; LQR draws nothing
 
     def error(self, x) -> np.ndarray:
         """``x - x_goal`` with angles wrapped to [-pi, pi]."""
@@ -62,3 +59,14 @@ class LQRController:
     def act(self, x) -> np.ndarray:
         u = self.u_goal + self.K @ self.error(x)
         return np.clip(u, self.problem.action_low, self.problem.action_high)
+
+    def act_batch(self, X) -> np.ndarray:
+        """X: (..., nx) -> U: (..., nu), row by row as :meth:`act`."""
+        X = np.asarray(X, dtype=np.float64)
+        nx = self.problem.nx
+        if X.ndim < 1 or X.shape[-1] != nx:
+            raise InvalidArgumentError(f"X must have shape (..., {nx}), got {X.shape}")
+        d = X - self.x_goal
+        d = np.where(self._angles, (d + np.pi) % (2.0 * np.pi) - np.pi, d)
+        U = self.u_goal + d @ self.K.T
+        return np.clip(U, self.problem.action_low, self.problem.action_high)

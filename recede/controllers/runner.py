@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
 
+from recede.controllers.base import Controller
+from recede.errors import InvalidArgumentError
 from recede.planners.base import check_positive_int
 
 
@@ -16,9 +19,10 @@ class RunLog:
     """One closed-loop episode.
 
     states: (T+1, nx) model states; actions: (T, nu); rewards: (T,) from the environment
-    (``-`` the task's running cost for recede tasks); plan_times: (T,) seconds spent planning at
-    each step, NaN at steps that applied a stored plan; success: the task's criterion (None if
-    the environment reports none).
+    (``-`` the task's running cost for recede tasks); plan_times: (T,) seconds spent choosing
+    each step's action (``run_closed_loop``: in ``act``; ``recede.experiments``: in the planner,
+    NaN at steps that applied a stored plan); success: the task's criterion (None if the
+    environment reports none).
     """
 
     states: np.ndarray
@@ -85,47 +89,57 @@ def default_state(env) -> np.ndarray:
     if hasattr(base, "state"):
         return np.asarray(base.state, dtype=np.float64)
     data = getattr(base, "data", None)
-    if data is not None and hasattr(data, "qpos"):
-        from recede.models.mujoco import state_of
-
-        return state_of(data)
+    if data is not None and hasattr(data, "qpos"):  # MuJoCo's model state, as models.mujoco.state_of
+        return np.concatenate([data.qpos, data.qvel, data.act]).astype(np.float64)
     raise AttributeError(f"cannot read a model state from {type(base).__name__}; pass state_fn")
+
+
+def control_period(env, dt: float | None) -> float:
+    """``dt`` when given, else the env's own control period (``env.unwrapped.dt``)."""
+    if dt is None:
+        dt = getattr(env.unwrapped, "dt", None)
+        if dt is None:
+            raise InvalidArgumentError(
+                f"pace=True needs the control period: pass dt= (the env {type(env.unwrapped).__name__} "
+                f"has no dt)")
+    if isinstance(dt, bool) or not isinstance(dt, (int, float, np.floating)) or not (0 < dt < math.inf):
+        raise InvalidArgumentError(f"dt must be a finite number of seconds > 0, got {dt!r}")
+    return float(dt)
 
 
 def run_closed_loop(
     env,
-    controller,
+    controller: Controller,
     *,
     steps: int | None = None,
     seed: int | None = None,
     pace: bool = False,
+    dt: float | None = None,
     on_step: Callable[[int], None] | None = None,
     state_fn: Callable[[object], np.ndarray] | None = None,
 ) -> RunLog:
     """Run ``controller.act(state)`` in ``env`` until it terminates, truncates or ``steps`` pass.
 
-    env: a Gymnasium env whose ``info`` may carry ``success``. state_fn(env): the model state to
-    plan from; by default the unwrapped env's ``state``, or for a Gymnasium MuJoCo env its
-    ``[qpos, qvel, act]``. pace: hold each step to the model's control period
-    ``dt`` (sleeping the rest), as a real robot would. on_step(t): called after every step
-    (progress bars).
+    controller: any :class:`~recede.controllers.base.Controller`; nothing but ``act`` is asked of
+    it (reset it, if needed, before the call). env: a Gymnasium env whose ``info`` may carry
+    ``success``. state_fn(env): the model state to act on; by default the unwrapped env's
+    ``state``, or for a Gymnasium MuJoCo env its ``[qpos, qvel, act]``. pace: hold each step to
+    the control period ``dt`` (seconds; default the env's ``dt``), sleeping the rest, as a real
+    robot would. on_step(t): called after every step (progress bars). ``plan_times`` logs the
+    seconds spent in ``act`` at each step.
     """
     if steps is not None:
         check_positive_int("steps", steps)
+    period = control_period(env, dt) if pace else 0.0
     state_fn = state_fn or default_state
     env.reset(seed=seed)
     states, actions, rewards, times = [np.asarray(state_fn(env), dtype=np.float64).copy()], [], [], []
-    samples, statuses = [], []
-    period = float(getattr(controller.problem.dynamics, "dt", 0.0)) if pace else 0.0
     success, terminated = None, False
     t, deadline = 0, time.perf_counter()
     while steps is None or t < steps:
-        u = controller.act(states[-1])
-        times.append(controller.last_plan_time)
-        plan = getattr(controller, "plan", None)
-        fresh = plan is not None and np.isfinite(controller.last_plan_time)
-        samples.append(plan.info.get("samples") if fresh else None)
-        statuses.append(plan.status.value if fresh else None)
+        t0 = time.perf_counter()
+        u = np.asarray(controller.act(states[-1]), dtype=np.float64)
+        times.append(time.perf_counter() - t0)
         _, r, terminated, truncated, info = env.step(u)
         actions.append(u)
         rewards.append(float(r))
@@ -143,7 +157,7 @@ def run_closed_loop(
                 deadline = time.perf_counter()
         if terminated or truncated:
             break
-    nu = controller.problem.nu
+    nu = int(np.prod(env.action_space.shape))
     return RunLog(
         states=np.array(states),
         actions=np.array(actions).reshape(-1, nu),
@@ -151,6 +165,4 @@ def run_closed_loop(
         plan_times=np.array(times, dtype=np.float64),
         success=None if success is None else bool(success),
         terminated=bool(terminated),
-        plan_samples=tuple(samples),
-        plan_status=tuple(statuses),
     )
