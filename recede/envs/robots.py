@@ -259,30 +259,33 @@ class GymTask:
         """The default horizon for ``planner`` (``planner_horizons``, else ``horizon``)."""
         return int(self.planner_horizons.get(planner, self.horizon))
 
+    @property
+    def can_render(self) -> bool:
+        """Whether the task's env renders frames (every Gymnasium MuJoCo robot does)."""
+        return True
+
     def make_env(self, render_mode: str | None = None, **kwargs):
         import gymnasium as gym
 
         return gym.make(self.gym_id, render_mode=render_mode, **kwargs)
 
     @contextlib.contextmanager
-    def _env(self, env):
-        """``env`` as given, or a fresh one that is closed afterwards."""
-        if env is not None:
-            yield env
-            return
+    def _env(self):
+        """A fresh env of this task, closed afterwards."""
         env = self.make_env()
         try:
             yield env
         finally:
             env.close()
 
-    def dynamics(self, env=None, *, nthread: int | None = None):
-        """The planning model: the env's own model (plus this task's sensors) and frame_skip."""
+    def dynamics(self, *, nthread: int | None = None):
+        """The planning model: the env's own model (plus this task's sensors) and frame_skip.
+        nthread: rollout threads (default: the cores available)."""
         import mujoco
 
         from recede.models.mujoco import MujocoDynamics
 
-        with self._env(env) as env:
+        with self._env() as env:
             base = env.unwrapped
             model = base.model
             if self.sensors:
@@ -294,22 +297,37 @@ class GymTask:
             return MujocoDynamics(model, frame_skip=base.frame_skip, nthread=nthread,
                                   max_speed=self.max_speed)
 
-    def cost(self, dynamics, env=None) -> RewardCost:
-        with self._env(env) as env:
-            return self.make_cost(env.unwrapped, dynamics)
+    def cost(self, dynamics=None) -> RewardCost:
+        """Minus the env's reward over the planning model ``dynamics`` (default: a new one),
+        with the reward's weights read from a fresh env of this task."""
+        d = dynamics or self.dynamics()
+        with self._env() as env:
+            return self.make_cost(env.unwrapped, d)
 
-    def problem(self, horizon: int | None = None, dynamics=None, env=None):
+    def problem(self, horizon: int | None = None, dynamics=None):
         from recede.problem import Problem
 
-        with self._env(env) as env:
-            d = dynamics or self.dynamics(env)
-            return Problem(d, self.cost(d, env), self.horizon if horizon is None else horizon)
+        d = dynamics or self.dynamics()
+        return Problem(d, self.cost(d), self.horizon if horizon is None else horizon)
 
     @staticmethod
     def state_of(env) -> np.ndarray:
-        from recede.models.mujoco import state_of
+        return _state_of(env.unwrapped.data)
 
-        return state_of(env.unwrapped.data)
+    def observation(self, X) -> np.ndarray:
+        """The policy's features of model states ``X: (..., nx) -> (..., nobs)``: the env's own
+        observation, computed from the state alone (:class:`recede.envs.observations.GymObservation`).
+        InvertedPendulum, HalfCheetah, Hopper and Walker2d observe only qpos/qvel: equal to the
+        env's observation exactly. Reacher, Ant and Humanoid add kinematic and contact terms that
+        the env reads after an RK4 step from an intermediate stage (and Humanoid's also from the
+        last action); here they are those terms evaluated at the state itself."""
+        obs = _OBSERVATIONS.get(self.name)
+        if obs is None:
+            from recede.envs.observations import GymObservation
+
+            with self._env() as env:
+                obs = _OBSERVATIONS[self.name] = GymObservation.from_env(env)
+        return obs(X)
 
     def judge(self, env, terminated: bool, steps: int) -> bool | None:
         """The success metric after an episode (``None``: judged by its return)."""
@@ -329,6 +347,19 @@ class GymTask:
         if self.success_rule == "reach":
             return f"fingertip within {self.reach_tolerance:g} of the target at the end"
         return "none: the return is the score"
+
+    def describe_termination(self, steps: int) -> str:
+        """Why an episode of this task terminates early, for summaries."""
+        return f"terminated at step {steps}"
+
+
+_OBSERVATIONS: dict[str, Callable] = {}  # task name -> its observation map (built once)
+
+
+def _state_of(data) -> np.ndarray:
+    from recede.models.mujoco import state_of
+
+    return state_of(data)
 
 
 GYM_TASKS: dict[str, GymTask] = {}
@@ -418,8 +449,8 @@ def lockstep_replay(task: GymTask, seed: int, steps: int) -> Replay:
     full_spec = mujoco.mjtState.mjSTATE_FULLPHYSICS.value
     env = task.make_env()
     base = env.unwrapped
-    dyn = task.dynamics(env)
-    cost = task.cost(dyn, env)
+    dyn = task.dynamics()
+    cost = task.cost(dyn)
     env.reset(seed=seed)
     env.action_space.seed(seed)
     d = mujoco.MjData(dyn.model)

@@ -92,8 +92,19 @@ class Task:
     def gym_id(self) -> str:
         return f"recede/{self.name}-v0"
 
-    def dynamics(self):
-        return self.make_dynamics()
+    @property
+    def can_render(self) -> bool:
+        """Whether the task's env renders frames (its model is MuJoCo)."""
+        return self.asset is not None
+
+    def dynamics(self, *, nthread: int | None = None):
+        """The task's model. nthread: rollout threads of a MuJoCo model (MuJoCo tasks only)."""
+        if nthread is None:
+            return self.make_dynamics()
+        if self.asset is None:
+            raise InvalidArgumentError(
+                f"nthread applies to MuJoCo models; task {self.name!r} has no MuJoCo model")
+        return self.make_dynamics(nthread=nthread)
 
     def cost(self, dynamics=None):
         d = dynamics or self.dynamics()
@@ -127,13 +138,41 @@ class Task:
         """The model state to plan from."""
         return np.array(env.unwrapped.state, dtype=np.float64)
 
+    def observation(self, X) -> np.ndarray:
+        """A policy's features of model states ``X: (..., nx) -> (..., nobs)``: every angle
+        (the model's ``angle_dims``) as its ``sin`` and ``cos`` in its place, other dims as
+        they are (see :func:`recede.envs.observations.angle_features`)."""
+        from recede.envs.observations import angle_features
+
+        return angle_features(X, self._is_angle())
+
+    def _is_angle(self) -> np.ndarray:
+        mask = _ANGLE_MASKS.get(self.name)
+        if mask is None:
+            d = self.dynamics()
+            mask = np.zeros(d.nx, dtype=bool)
+            mask[list(getattr(d, "angle_dims", ()) or ())] = True
+            _ANGLE_MASKS[self.name] = mask
+        return mask
+
     def judge(self, env, terminated: bool, steps: int) -> bool | None:
-        """Success is reported by the env itself in its last ``info``."""
-        return None
+        """The task's criterion on the episode ``env`` has run: ``False`` if it terminated (the
+        state stopped being finite), ``None`` if it was cut short of ``episode_steps``."""
+        if terminated:
+            return False
+        if steps < self.episode_steps:
+            return None
+        return self.success(env.unwrapped.episode_states(), env.unwrapped.dynamics.dt)
 
     def describe_success(self, names=None) -> str:
         return self.success.describe(names or tuple(f"x{i}" for i in range(len(self.goal))))
 
+    def describe_termination(self, steps: int) -> str:
+        """Why an episode of this task terminates early, for summaries."""
+        return "the state stopped being finite"
+
+
+_ANGLE_MASKS: dict[str, np.ndarray] = {}  # task name -> (nx,) angle mask (the models are fixed)
 
 PI = float(np.pi)
 
@@ -144,10 +183,10 @@ _ASSETS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
 
 
 def _mujoco(xml: str, frame_skip: int):
-    def make():
+    def make(nthread: int | None = None):
         from recede.models.mujoco import MujocoDynamics
 
-        d = MujocoDynamics(os.path.join(_ASSETS, xml), frame_skip=frame_skip)
+        d = MujocoDynamics(os.path.join(_ASSETS, xml), frame_skip=frame_skip, nthread=nthread)
         d.angle_dims = (1,)
         return d
     return make

@@ -133,7 +133,8 @@ def _normalize(q):
 class MujocoDynamics:
     """A MuJoCo model as a batched ``Dynamics`` (and ``Differentiable``) for every planner.
 
-    model: an ``MjModel``, an ``MjSpec``, an MJCF string or a path (or see :meth:`from_task`).
+    model: an ``MjModel``, an ``MjSpec``, an MJCF string or a path (a task's own model:
+    ``recede.get_task(name).dynamics()``).
     frame_skip: physics steps per
     control step. nthread: rollout threads (default: the cores available; 1 runs on the calling
     thread). action_low/high: default to the actuators' control ranges (+-inf when unlimited).
@@ -202,19 +203,6 @@ class MujocoDynamics:
         self.last_diverged = np.zeros(0, dtype=bool)
         self.diverged_total = 0  # sequences that diverged, over every rollout so far
         self.rollouts_total = 0  # sequences rolled out so far
-
-    @classmethod
-    def from_task(cls, task, *, nthread: int | None = None) -> "MujocoDynamics":
-        """The planning model of a MuJoCo task: ``"cartpole-swingup-mj"``, ``"HalfCheetah-v5"``..."""
-        from recede.envs import get_task
-
-        t = get_task(task)
-        if getattr(t, "asset", None) is None and not hasattr(t, "sensors"):
-            raise InvalidArgumentError(f"task {t.name!r} has no MuJoCo model")
-        d = t.dynamics(nthread=nthread) if hasattr(t, "sensors") else t.dynamics()
-        if nthread is not None and d.nthread != nthread:
-            d = cls(d.model, frame_skip=d.frame_skip, nthread=nthread, max_speed=d.max_speed)
-        return d
 
     # ------------------------------------------------------------- description
 

@@ -321,14 +321,6 @@ def test_cem_plans_on_mujoco_through_problem():
 # ----------------------------------------------------------------- bad input
 
 
-def test_from_task():
-    d = MujocoDynamics.from_task("HalfCheetah-v5", nthread=1)
-    assert (d.nq, d.nv, d.nu, d.frame_skip, d.nthread) == (9, 9, 6, 5, 1)
-    assert MujocoDynamics.from_task("cartpole-swingup-mj").nx == 4
-    with pytest.raises(InvalidArgumentError, match="no MuJoCo model"):
-        MujocoDynamics.from_task("pendulum-swingup")
-
-
 def test_bad_models_and_arguments(tmp_path):
     with pytest.raises(InvalidArgumentError, match="does not compile"):
         MujocoDynamics("<mujoco><worldbody><body><geom type='nonsense'/></body></worldbody></mujoco>")
