@@ -37,6 +37,20 @@ def as_generator(rng) -> np.random.Generator:
     raise InvalidArgumentError(f"rng must be None, an int seed or a numpy Generator, got {rng!r}")
 
 
+def resolve_config(config_class: type, config, options: dict):
+    """A planner's config from ``config=`` or from keyword ``options``, never both: passing both
+    is refused, naming both (the options would otherwise be dropped without a word)."""
+    if config is not None and options:
+        raise InvalidArgumentError(
+            f"pass either config= or options, not both: got config={type(config).__name__}(...) and "
+            f"options {', '.join(sorted(options))}")
+    if config is None:
+        return config_class(**options)
+    if not isinstance(config, config_class):
+        raise InvalidArgumentError(f"config must be a {config_class.__name__}, got {type(config).__name__}")
+    return config
+
+
 def shift_actions(actions: np.ndarray, n: int) -> np.ndarray:
     """Drop the first ``n`` actions of ``(..., H, nu)`` and repeat the last one to keep length H
     (a batch of sequences shifts at once)."""

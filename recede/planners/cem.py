@@ -7,7 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from recede.planners._kernels import elite_refit, sample_gaussian
-from recede.planners.base import SamplingPlanner, check_fraction, check_positive_int, check_std_range
+from recede.planners.base import (
+    SamplingPlanner, check_fraction, check_positive_int, check_std_range, resolve_config,
+)
 from recede.problem import Problem
 
 
@@ -44,7 +46,7 @@ class CEM(SamplingPlanner):
     """CEM with the mean warm-started from the (shifted) previous plan. ``CEM(problem, samples=1000)``."""
 
     def __init__(self, problem: Problem, config: CEMConfig | None = None, **options):
-        config = config or CEMConfig(**options)
+        config = resolve_config(CEMConfig, config, options)
         super().__init__(problem, config)
         H = problem.horizon
         self._min_std = np.tile(config.min_std * self._half, (H, 1))

@@ -24,7 +24,8 @@ import numpy as np
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import elite_refit, fill_normal
 from recede.planners.base import (
-    SamplingPlanner, as_enum, check_fraction, check_number, check_positive_int, check_std_range, shift_actions,
+    SamplingPlanner, as_enum, check_fraction, check_number, check_positive_int, check_std_range,
+    resolve_config, shift_actions,
 )
 from recede.problem import Problem
 
@@ -142,7 +143,7 @@ class ICEM(SamplingPlanner):
     """iCEM: CEM with coloured noise, population decay and kept elites. ``ICEM(problem, beta=2.5)``."""
 
     def __init__(self, problem: Problem, config: ICEMConfig | None = None, **options):
-        config = config or ICEMConfig(**options)
+        config = resolve_config(ICEMConfig, config, options)
         super().__init__(problem, config)
         H, nu = problem.horizon, problem.nu
         self._execute = Execute(config.execute)

@@ -55,6 +55,7 @@ import numpy as np
 from recede.costs import QuadraticCost
 from recede.errors import InvalidArgumentError
 from recede.planners.base import (
+    resolve_config,
     OptionEnum,
     as_enum,
     check_number,
@@ -654,11 +655,7 @@ class ILQR:
     def __init__(self, problem: Problem, config: ILQRConfig | None = None, **options):
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
-        if config is not None and options:
-            raise InvalidArgumentError("pass either config or options, not both")
-        config = ILQRConfig(**options) if config is None else config
-        if not isinstance(config, ILQRConfig):
-            raise InvalidArgumentError(f"config must be an ILQRConfig, got {type(config).__name__}")
+        config = resolve_config(ILQRConfig, config, options)
         self.problem, self.config = problem, config
         dyn = problem.dynamics
         self.ndx, self._diff, self._integrate = _tangent(dyn)

@@ -85,6 +85,7 @@ import numpy as np
 from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal, stage_costs
 from recede.errors import InvalidArgumentError
 from recede.planners.base import (
+    resolve_config,
     OptionEnum,
     as_enum,
     as_generator,
@@ -798,9 +799,7 @@ class MCTS:
     def __init__(self, problem: Problem, config: MCTSConfig | None = None, **options):
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
-        config = config or MCTSConfig(**options)
-        if not isinstance(config, MCTSConfig):
-            raise InvalidArgumentError(f"config must be an MCTSConfig, got {type(config).__name__}")
+        config = resolve_config(MCTSConfig, config, options)
         self.problem, self.config = problem, config
         p, c = problem, config
         H, nu = p.horizon, p.nu

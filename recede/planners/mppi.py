@@ -19,7 +19,9 @@ import numpy as np
 
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import mppi_weights, sample_gaussian, weighted_mean
-from recede.planners.base import SamplingPlanner, check_fraction, check_number, check_positive_int
+from recede.planners.base import (
+    SamplingPlanner, check_fraction, check_number, check_positive_int, resolve_config,
+)
 from recede.planners.icem import colored_noise
 from recede.problem import Problem
 
@@ -96,7 +98,7 @@ class MPPI(SamplingPlanner):
     """MPPI: path-integral averaging of noisy action sequences. ``MPPI(problem, temperature=0.1)``."""
 
     def __init__(self, problem: Problem, config: MPPIConfig | None = None, **options):
-        config = config or MPPIConfig(**options)
+        config = resolve_config(MPPIConfig, config, options)
         super().__init__(problem, config)
         H, nu = problem.horizon, problem.nu
         if config.covariance is not None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recede.planners._kernels import sample_uniform
-from recede.planners.base import SamplingPlanner, check_positive_int
+from recede.planners.base import SamplingPlanner, check_positive_int, resolve_config
 from recede.problem import Problem
 
 
@@ -27,7 +27,7 @@ class RandomShooting(SamplingPlanner):
     """Uniform random shooting inside the action bounds. ``RandomShooting(problem, samples=500)``."""
 
     def __init__(self, problem: Problem, config: RandomShootingConfig | None = None, **options):
-        config = config or RandomShootingConfig(**options)
+        config = resolve_config(RandomShootingConfig, config, options)
         super().__init__(problem, config)
 
     def sample(self, i: int, seed: int, U: np.ndarray) -> None:
