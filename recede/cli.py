@@ -14,8 +14,6 @@ itself failed, 130 when interrupted.
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import enum
 import json
 import math
 import os
@@ -262,49 +260,17 @@ def _chmod_default(path: str) -> None:
     os.chmod(path, 0o666 & ~umask)
 
 
-def _json_safe(obj):
-    """Non-finite floats -> None (JSON has no NaN/inf); numpy scalars -> Python numbers; enums ->
-    their values."""
-    if isinstance(obj, enum.Enum):
-        return _json_safe(obj.value)
-    if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if hasattr(obj, "item") and not isinstance(obj, (str, bytes)):  # numpy scalar
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 # --------------------------------------------------------------------------- commands
 
 
-def _planner_options(task, planner: str, args=None, extra: dict | None = None) -> dict[str, Any]:
-    """Config defaults, then the task's defaults for ``planner``, then --option, then the
-    named flags."""
-    from recede.planners.registry import planner_options
-
-    options = dict(planner_options(planner))  # raises for an unknown planner
-    options.update(task.planner_defaults.get(planner, {}))
-    options.update(extra or {})  # make_planner rejects options this planner lacks
-    if args is not None:
-        for dest in _OPTION_FLAGS:
-            value = getattr(args, dest)
-            if value is not None:
-                options[dest] = value
+def _overrides(args, extra: dict | None = None) -> dict[str, Any]:
+    """The user's planner options: --option, then the named flags."""
+    options = dict(extra or {})
+    for dest in _OPTION_FLAGS:
+        value = getattr(args, dest)
+        if value is not None:
+            options[dest] = value
     return options
-
-
-def _check_loop_args(args) -> None:
-    """Refuse a bad horizon or replanning period before any output."""
-    from recede.errors import InvalidArgumentError
-    from recede.planners.base import check_positive_int
-
-    if args.horizon is not None and args.horizon < 1:
-        raise InvalidArgumentError(f"horizon must be >= 1, got {args.horizon}")
-    check_positive_int("replan_every", args.replan_every)
 
 
 def _time_budget(args) -> float | None:
@@ -319,73 +285,39 @@ def _fmt_ms(ms: float) -> str:
     return "n/a" if not math.isfinite(ms) else f"{ms:.2f} ms"
 
 
-def _success_text(success, steps: int, episode_steps: int, terminated: bool, robot: bool) -> str:
-    if success is None:
-        if steps >= episode_steps and not terminated:
+def _success_text(task, log) -> str:
+    if log.success is None:
+        if log.steps >= task.episode_steps and not log.terminated:
             return "n/a (this task is judged by its return)"
-        return f"n/a (stopped after {steps} of the episode's {episode_steps} steps)"
-    if terminated:
-        return f"no (terminated at step {steps})" if robot else "no (the state stopped being finite)"
-    return "yes" if success else "no"
+        return f"n/a (stopped after {log.steps} of the episode's {task.episode_steps} steps)"
+    if log.terminated:
+        return f"no ({task.describe_termination(log.steps)})"
+    return "yes" if log.success else "no"
 
 
-def _episode(task, planner_name: str, options: dict, *, seed: int, steps: int, horizon, replan_every: int,
-             time_budget, realtime: bool, render=None, on_step=None, model=None):
-    """One closed-loop episode of ``planner_name`` on ``task``: (RunLog judged by the task,
-    the planning Problem). ``on_step(t, env)`` runs after every step."""
-    from recede.controllers import MPC, run_closed_loop
-    from recede.envs.robots import GymTask
-    from recede.planners.registry import make_planner
-
-    robot = isinstance(task, GymTask)
-    horizon = task.horizon_for(planner_name) if horizon is None else horizon
-    env = task.make_env(render_mode=render)
-    try:
-        if model is not None:
-            from recede.policy_learning.pets import problem_on_model
-
-            problem = problem_on_model(task, model, horizon, env)
-        else:
-            problem = task.problem(horizon, env=env) if robot else task.problem(horizon)
-        planner = make_planner(planner_name, problem, **options)
-        controller = MPC(planner, replan_every=replan_every, rng=seed, time_budget=time_budget)
-        # Load (or compile) the Numba kernels before the clock starts, with a throw-away rng,
-        # so the planning times reported are those of the running loop.
-        env.reset(seed=seed)
-        planner.plan(task.state_of(env), rng=0)
-        log = run_closed_loop(env, controller, steps=steps, seed=seed, pace=realtime,
-                              on_step=None if on_step is None else (lambda t: on_step(t, env)),
-                              state_fn=task.state_of)
-        if log.success is None:
-            judged = task.judge(env, log.terminated, log.steps)
-            if judged is not None:
-                log = dataclasses.replace(log, success=bool(judged))
-    finally:
-        env.close()
-    return log, problem
+def _shown(options: dict) -> str:
+    return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
 
 
 def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from recede.envs import get_task
-    from recede.envs.robots import GymTask
+    from recede.experiments import episode_record, episode_spec, run_episode
     from recede.planners.base import check_positive_int
-    from recede.planners.registry import planner_config
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
     check_positive_int("steps", steps)  # before any output or compilation
-    robot = isinstance(task, GymTask)
-    if args.video and not (robot or getattr(task, "asset", None)):
+    if args.video and not task.can_render:
         raise _UsageError(f"argument --video: task {task.name!r} has no MuJoCo model to render; "
                           f"use a MuJoCo task (e.g. cartpole-swingup-mj)")
     if args.video and not args.video.lower().endswith(".mp4"):
         raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
-    options = _planner_options(task, args.planner, args, _parse_options(args.option, "--option", False))
-    planner_config(args.planner, **options)  # refuse bad options before any output
-    _check_loop_args(args)
+    overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
+    spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps, horizon=args.horizon,
+                        replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime)
     model = _load_model(args.model, task) if args.model else None
 
     outputs: list[_AtomicFile] = []
@@ -412,32 +344,15 @@ def _cmd_run(args) -> int:
             total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
         ) as bar:
-            log, problem = _episode(
-                task, args.planner, options, seed=args.seed, steps=steps, horizon=args.horizon,
-                replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime,
-                render="rgb_array" if video_out else None,
-                on_step=lambda t, env: on_step(t, bar, env), model=model,
-            )
+            episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
+                                  on_step=lambda t, env: on_step(t, bar, env))
+        log, problem = episode.log, episode.problem
 
         dynamics = problem.dynamics
         summary = log.summary()
         if json_out:
-            record = {
-                "task": task.name,
-                "gym_id": task.gym_id,
-                "planner": args.planner,
-                "seed": args.seed,
-                "horizon": problem.horizon,
-                "replan_every": args.replan_every,
-                "options": options,
-                "deadline_ms": args.deadline_ms,
-                "realtime": args.realtime,
-                "plan_status": list(log.plan_status),
-                "plan_samples": list(log.plan_samples),
-                **log.to_dict(),
-            }
             with open(json_out.tmp, "w", encoding="utf-8") as f:
-                json.dump(_json_safe(record), f, allow_nan=False)
+                json.dump(episode_record(episode), f, allow_nan=False)
                 f.write("\n")
         if plot_out:
             from recede.plotting import plot_run
@@ -460,17 +375,15 @@ def _cmd_run(args) -> int:
         for out in outputs:
             out.discard()
 
-    shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
     rows = [
         ("task", task.name),
-        ("planner", f"{args.planner} ({shown})"),
+        ("planner", f"{args.planner} ({_shown(spec.options)})"),
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"])),
         ("return", f"{summary['return']:.4f}"),
-        ("success", _success_text(log.success, log.steps, task.episode_steps, log.terminated,
-                                           robot)),
+        ("success", _success_text(task, log)),
         ("plan time", f"median {_fmt_ms(summary['plan_ms_median'])}, "
                       f"p99 {_fmt_ms(summary['plan_ms_p99'])}"),
     ]
@@ -497,8 +410,9 @@ def _cmd_compare(args) -> int:
     from tqdm import tqdm
 
     from recede.envs import get_task
+    from recede.experiments import episode_spec, json_safe, run_episode, summarize
     from recede.planners.base import check_positive_int
-    from recede.planners.registry import planner_class, planner_config
+    from recede.planners.registry import planner_class
 
     task = get_task(args.task)
     steps = task.episode_steps if args.steps is None else args.steps
@@ -510,11 +424,13 @@ def _cmd_compare(args) -> int:
     if unknown:
         raise _UsageError(f"argument --option: planner {unknown[0]!r} is not among --planners "
                           f"({', '.join(args.planners)})")
-    options = {n: _planner_options(task, n, None, per_planner.get(n)) for n in args.planners}
-    _check_loop_args(args)
     time_budget = _time_budget(args)
-    for name in args.planners:  # every planner's options are checked before the first run
-        planner_config(name, **options[name])
+    # every planner's options and the loop's arguments are checked before the first run
+    specs = {name: [episode_spec(task, name, per_planner.get(name), seed=seed, steps=steps,
+                                 horizon=args.horizon, replan_every=args.replan_every,
+                                 time_budget=time_budget, realtime=args.realtime)
+                    for seed in args.seeds] for name in args.planners}
+    options = {name: dict(specs[name][0].options) for name in args.planners}
     plot_path = args.plot or f"compare-{task.name}.png"
     if not plot_path.lower().endswith(".png"):
         raise _UsageError(f"argument --plot: the path must end in .png, got {plot_path!r}")
@@ -532,15 +448,12 @@ def _cmd_compare(args) -> int:
         with tqdm(total=total, file=sys.stderr, disable=args.no_progress, desc=f"{task.name} compare",
                   unit="step", dynamic_ncols=True) as bar:
             for name in args.planners:
-                for seed in args.seeds:
-                    bar.set_postfix_str(f"{name} seed {seed}")
-                    log, problem = _episode(
-                        task, name, options[name], seed=seed, steps=steps, horizon=args.horizon,
-                        replan_every=args.replan_every, time_budget=time_budget,
-                        realtime=args.realtime, on_step=lambda t, env: bar.update(1))
-                    runs[name].append(log)
-                horizons[name] = problem.horizon
-        table = [dict(_compare_row(name, runs[name]), horizon=horizons[name]) for name in args.planners]
+                for spec in specs[name]:
+                    bar.set_postfix_str(f"{name} seed {spec.seed}")
+                    episode = run_episode(spec, on_step=lambda t, env: bar.update(1))
+                    runs[name].append(episode.log)
+                horizons[name] = episode.problem.horizon
+        table = [dict(summarize(name, runs[name]), horizon=horizons[name]) for name in args.planners]
         from recede.plotting import plot_comparison
 
         plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
@@ -553,7 +466,7 @@ def _cmd_compare(args) -> int:
                          for n in args.planners},
             }
             with open(json_out.tmp, "w", encoding="utf-8") as f:
-                json.dump(_json_safe(record), f, allow_nan=False)
+                json.dump(json_safe(record), f, allow_nan=False)
                 f.write("\n")
         for out in outputs:
             out.commit()
@@ -578,9 +491,7 @@ def _cmd_compare(args) -> int:
     for row in (head, *body):
         print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
     for name in args.planners:
-        shown = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in options[name].items())
-        print(f"{name}: {shown}")
+        print(f"{name}: {_shown(options[name])}")
     print(f"plot: {plot_path}")
     if args.json:
         print(f"json: {args.json}")
@@ -591,27 +502,6 @@ def _seeds_text(seeds) -> str:
     if len(seeds) > 2 and seeds == list(range(seeds[0], seeds[-1] + 1)):
         return f"{seeds[0]}..{seeds[-1]}"
     return ",".join(str(s) for s in seeds)
-
-
-def _compare_row(name: str, logs) -> dict:
-    import numpy as np
-
-    returns = np.array([log.total_return for log in logs])
-    times = np.concatenate([log.plan_times[np.isfinite(log.plan_times)] for log in logs]) * 1e3
-    judged = [log.success for log in logs if log.success is not None]
-    samples = [s for log in logs for s in log.plan_samples if s is not None]
-    return {
-        "planner": name,
-        "runs": len(logs),
-        "successes": int(sum(judged)) if judged else None,
-        "success_rate": float(np.mean(judged)) if judged else None,
-        "return_mean": float(returns.mean()),
-        "return_std": float(returns.std()),
-        "returns": returns.tolist(),
-        "plan_ms_median": float(np.median(times)) if times.size else float("nan"),
-        "plan_ms_p99": float(np.percentile(times, 99)) if times.size else float("nan"),
-        "samples_per_plan": float(np.mean(samples)) if samples else None,
-    }
 
 
 def _write_video(path: str, frames, fps: float) -> None:
@@ -765,13 +655,10 @@ def _load_model(path: str, task=None):
 
     model = Ensemble.load(path)
     if task is not None:
-        from recede.envs.robots import GymTask
-
-        d = task.dynamics() if not isinstance(task, GymTask) else None
-        nx, nu = (d.nx, d.nu) if d is not None else (None, None)
-        if d is not None and (model.nx, model.nu) != (nx, nu):
+        d = task.dynamics()
+        if (model.nx, model.nu) != (d.nx, d.nu):
             raise _UsageError(f"argument --model: {path} has nx={model.nx}, nu={model.nu} but task "
-                              f"{task.name!r} has nx={nx}, nu={nu}")
+                              f"{task.name!r} has nx={d.nx}, nu={d.nu}")
     return model
 
 

@@ -280,13 +280,13 @@ def test_unwritable_output_path(capsys, tmp_path, flag):
 
 
 def test_failure_during_run_leaves_no_partial_outputs(capsys, tmp_path, monkeypatch):
-    import recede.controllers
+    import recede.experiments.episode
     from recede.errors import PlanningError
 
     def fail(*args, **kwargs):
         raise PlanningError("every candidate diverged")
 
-    monkeypatch.setattr(recede.controllers, "run_closed_loop", fail)
+    monkeypatch.setattr(recede.experiments.episode, "run_closed_loop", fail)
     code, out, err = run_cli(capsys, *RUN, "random", *FAST, "--json", str(tmp_path / "a.json"),
                              "--plot", str(tmp_path / "a.png"))
     assert code == 1

@@ -19,7 +19,7 @@ from recede.data import TransitionDataset
 from recede.envs import get_task
 from recede.models.ensemble import Ensemble
 from recede.policy_learning import collect, model_for, pets
-from recede.policy_learning.pets import problem_on_model
+from recede.experiments import env_bounds, problem_for
 
 PNG = b"\x89PNG\r\n\x1a\n"
 TINY_MODEL = ["--members", "2", "--hidden", "8", "--layers", "1", "--epochs", "2", "--no-progress"]
@@ -154,7 +154,7 @@ def test_problem_on_model_uses_the_tasks_cost_and_bounds():
     m = Ensemble(4, 1, members=2, hidden=4, layers=1)  # no angle dims, no bounds of its own
     env = task.make_env()
     try:
-        p = problem_on_model(task, m, 10, env)
+        p = problem_for(task, 10, m, env_bounds(env))
     finally:
         env.close()
     assert p.cost.angle_dims == (1,)  # wrapped like the task's own cost

@@ -17,18 +17,18 @@ import io
 import math
 import time
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any, Callable
 
 import numpy as np
 
 from recede._io import atomic_file
-from recede.controllers import MPC, run_closed_loop
+from recede.controllers import MPC, RandomPolicy
 from recede.data import TransitionDataset
 from recede.errors import InvalidArgumentError
+from recede.experiments import check_options, env_bounds, layer_options, problem_for, run_controller
 from recede.models.ensemble import Ensemble, TrainConfig
-from recede.planners.base import as_generator, check_positive_int
-from recede.planners.registry import make_planner, planner_config, planner_options
+from recede.planners.base import check_positive_int
+from recede.planners.registry import make_planner
 
 POLICIES = ("random", "mpc")
 
@@ -71,62 +71,9 @@ def pets_defaults(task) -> dict[str, Any]:
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
-class RandomPolicy:
-    """Uniform actions inside the bounds; ``act(x)`` like a controller."""
-
-    def __init__(self, low, high, rng=None, dt: float = 0.0):
-        self._low, self._high = np.asarray(low, dtype=np.float64), np.asarray(high, dtype=np.float64)
-        if not (np.all(np.isfinite(self._low)) and np.all(np.isfinite(self._high))):
-            raise InvalidArgumentError(f"a random policy needs finite action bounds, got {self._low}, {self._high}")
-        self._rng = as_generator(rng)
-        self.problem = SimpleNamespace(nu=self._low.shape[0], dynamics=SimpleNamespace(dt=dt))
-        self.last_plan_time = math.nan
-
-    def act(self, x) -> np.ndarray:
-        return self._rng.uniform(self._low, self._high)
-
-
-def _problem(task, horizon, dynamics, env):
-    from recede.envs.robots import GymTask
-
-    if isinstance(task, GymTask):
-        return task.problem(horizon, dynamics=dynamics, env=env)
-    return task.problem(horizon, dynamics=dynamics)
-
-
-def problem_on_model(task, model, horizon: int, env):
-    """The task's planning problem with ``model`` as the dynamics: the task's own cost (built
-    from its own model, so angle wrapping and sensors are the task's) and the env's action
-    bounds. Refuses a model whose sizes differ from the task's."""
-    from recede.envs.robots import GymTask
-    from recede.problem import Problem
-
-    if isinstance(task, GymTask):
-        own = task.dynamics(env)
-        cost = task.cost(own, env)
-    else:
-        own = task.dynamics()
-        cost = task.cost(own)
-    if (model.nx, model.nu) != (own.nx, own.nu):
-        raise InvalidArgumentError(
-            f"model has nx={model.nx}, nu={model.nu} but task {task.name!r} has nx={own.nx}, "
-            f"nu={own.nu}")
-    low, high = _bounds(task, env)
-    return Problem(model, cost, int(horizon), action_low=low, action_high=high)
-
-
-def _bounds(task, env):
-    space = env.action_space
-    return np.asarray(space.low, dtype=np.float64), np.asarray(space.high, dtype=np.float64)
-
-
 def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | None = None):
     """One episode of ``controller`` in ``env``: (RunLog judged by the task, its transitions)."""
-    log = run_closed_loop(env, controller, steps=steps, seed=seed, state_fn=task.state_of)
-    if log.success is None:
-        judged = task.judge(env, log.terminated, log.steps)
-        if judged is not None:
-            log = dataclasses.replace(log, success=bool(judged))
+    log = run_controller(task, env, controller, seed=seed, steps=steps)
     data = TransitionDataset.from_episode(log.states, log.actions, log.rewards,
                                           terminated=bool(log.terminated),
                                           truncated=not log.terminated, episode_id=episode_id)
@@ -146,16 +93,12 @@ def collect(task, policy: str = "random", episodes: int = 1, *, seed: int = 0,
     parts = []
     env = task.make_env()
     try:
-        low, high = _bounds(task, env)
         if policy == "random":
-            controller = RandomPolicy(low, high, rng=seed)
+            controller = RandomPolicy(*env_bounds(env), rng=seed)
         else:
-            options = dict(planner_options(planner))
-            options.update(task.planner_defaults.get(planner, {}))
-            options.update(planner_options_ or {})
+            options = layer_options(planner, task, planner_options_)
             h = task.horizon_for(planner) if horizon is None else horizon
-            problem = _problem(task, h, None, env)
-            controller = MPC(make_planner(planner, problem, **options), rng=seed)
+            controller = MPC(make_planner(planner, task.problem(h), **options), rng=seed)
         for i in range(episodes):
             if policy == "mpc":
                 controller.reset(seed + i)
@@ -227,10 +170,9 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
     d = pets_defaults(task)
     mopts = {**d["model"], **(model_options or {})}
     topts = {"seed": seed, **d["train"], **(train_options or {})}
-    popts = dict(planner_options(planner))
-    popts.update(d["planner"] if planner == "cem" else task.planner_defaults.get(planner, {}))
-    popts.update(planner_options_ or {})
-    planner_config(planner, **popts)  # refuse bad options before any work
+    popts = layer_options(planner, task, planner_options_,
+                          defaults=d["planner"] if planner == "cem" else None)
+    check_options(planner, popts)  # refuse bad options before any work
     tcfg = TrainConfig(**topts)
     n_random = d["initial_episodes"] if initial_episodes is None else initial_episodes
     check_positive_int("initial_episodes", n_random)
@@ -240,9 +182,8 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
     env = task.make_env()
     parts: list[TransitionDataset] = []
     try:
-        low, high = _bounds(task, env)
         t0 = time.perf_counter()
-        rand = RandomPolicy(low, high, rng=seed)
+        rand = RandomPolicy(*env_bounds(env), rng=seed)
         returns, ok, nsteps = [], [], 0
         for i in range(n_random):
             log, data = episode(task, env, rand, seed=seed * 1000 + i, episode_id=i, steps=steps)
@@ -258,7 +199,7 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
         result.trials.append(rec)
         if on_trial is not None:
             on_trial(rec)
-        problem = problem_on_model(task, model, h, env)
+        problem = problem_for(task, h, model, env_bounds(env))
         for k in range(1, trials + 1):
             t0 = time.perf_counter()
             fit = model.fit(data, dataclasses.replace(tcfg, seed=tcfg.seed * 1000 + k))
