@@ -59,7 +59,7 @@ def main() -> None:
     env.reset(seed=0)
     x0 = task.state_of(env)
     dyn = MujocoDynamics(env.unwrapped.model, frame_skip=env.unwrapped.frame_skip, nthread=args.threads)
-    problem = task.problem(args.horizon, dynamics=dyn, env=env)
+    problem = task.problem(args.horizon, dynamics=dyn)
     B, H, fs, m = args.batch, args.horizon, dyn.frame_skip, dyn.model
     rng = np.random.default_rng(0)
     U = rng.uniform(dyn.action_low, dyn.action_high, size=(B, H, dyn.nu))

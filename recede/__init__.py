@@ -12,7 +12,9 @@ Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
 """
 
 from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
-from recede.controllers import MPC, RunLog, run_closed_loop
+from recede.controllers import (
+    MPC, Controller, LQRController, Policy, RandomPolicy, RunLog, run_closed_loop,
+)
 from recede.costs import Cost, FunctionCost, QuadraticCost
 from recede.envs import Task, get_task, list_tasks
 from recede.errors import InvalidArgumentError, PlanningError, RecedeError, UnknownNameError
@@ -36,9 +38,11 @@ def __getattr__(name):
     raise AttributeError(f"module 'recede' has no attribute {name!r}")
 
 __all__ = [
-    "CEM", "CEMConfig", "Cost", "DDPConfig", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "LQR",
-    "LQRConfig", "MCTS", "MCTSConfig", "MPPI", "MPPIConfig", "Differentiable", "Dynamics", "FunctionCost", "InvalidArgumentError",
-    "IterLog", "MPC", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Problem", "QuadraticCost",
-    "RandomShooting", "RandomShootingConfig", "RecedeError", "RunLog", "Status", "Task",
-    "UnknownNameError", "get_task", "list_tasks", "make_planner", "run_closed_loop",
+    "CEM", "CEMConfig", "Controller", "Cost", "DDPConfig", "Differentiable", "Dynamics",
+    "FunctionCost", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "InvalidArgumentError",
+    "IterLog", "LQR", "LQRConfig", "LQRController", "MCTS", "MCTSConfig", "MPC", "MPPI",
+    "MPPIConfig", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Policy", "Problem",
+    "QuadraticCost", "RandomPolicy", "RandomShooting", "RandomShootingConfig", "RecedeError",
+    "RunLog", "Status", "Task", "UnknownNameError", "get_task", "list_tasks", "make_planner",
+    "run_closed_loop",
 ]

@@ -118,9 +118,7 @@ def test_penalty_is_planning_only_and_masked_like_rewards():
 
 def test_half_cheetah_plans_against_flipping():
     task = get_task("HalfCheetah-v5")
-    env = task.make_env()
-    problem = task.problem(horizon=3, env=env)
-    env.close()
+    problem = task.problem(horizon=3)
     X = np.zeros((3, 4, problem.nx))
     X[:, :, 0] = np.arange(4) * 0.1  # 2 m/s forward at every step
     X[1, 2, 2] = np.pi * 0.75  # upside down for one step
@@ -144,9 +142,12 @@ def test_names_and_gym_ids_resolve_to_the_same_task():
 def test_robot_problem_uses_env_model_and_frame_skip():
     task = get_task("Hopper-v5")
     env = task.make_env()
-    problem = task.problem(env=env)
+    problem = task.problem()
     assert isinstance(problem, Problem)
-    assert problem.dynamics.model is env.unwrapped.model  # no sensors needed: the same object
+    ours, theirs = problem.dynamics.model, env.unwrapped.model  # no sensors: the env's own model
+    assert (ours.nq, ours.nv, ours.nu, ours.opt.timestep) == (theirs.nq, theirs.nv, theirs.nu, theirs.opt.timestep)
+    for field in ("body_mass", "dof_damping", "geom_size", "actuator_gear"):
+        np.testing.assert_array_equal(getattr(ours, field), getattr(theirs, field))
     assert problem.dynamics.frame_skip == env.unwrapped.frame_skip
     assert problem.dynamics.dt == pytest.approx(env.unwrapped.dt)
     env.close()

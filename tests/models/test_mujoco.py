@@ -55,7 +55,7 @@ def cheetah():
     task = get_task("HalfCheetah-v5")
     env = task.make_env()
     env.reset(seed=3)
-    d = task.dynamics(env)
+    d = task.dynamics()
     x0 = task.state_of(env)
     env.close()
     return d, x0
