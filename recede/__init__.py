@@ -12,6 +12,7 @@ Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
 """
 
 from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
+from recede import _cache  # noqa: F401  (must run before any cache=True kernel is defined)
 from recede.controllers import (
     MPC, Controller, LQRController, Policy, RandomPolicy, RunLog, run_closed_loop,
 )
