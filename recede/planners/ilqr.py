@@ -52,6 +52,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from recede._linalg import chol_solve_sub, chol_sub
 from recede.costs import QuadraticCost
 from recede.errors import InvalidArgumentError
 from recede.planners.base import (
@@ -62,7 +63,6 @@ from recede.planners.base import (
     initial_actions,
     kernel_threads,
 )
-from recede.planners.lqr import _chol_solve_sub, _chol_sub
 from recede.problem import Plan, Problem, Status, needs_sensors, sanitize_costs
 
 __all__ = ["DDPConfig", "ILQR", "ILQRConfig", "ILQRLog", "Mode", "box_qp", "fd_linearize", "quadratize",
@@ -193,11 +193,11 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         for i in range(n):
             idx[i] = i
             free[i] = True
-        if not _chol_sub(Hm, idx, n, L):
+        if not chol_sub(Hm, idx, n, L):
             return -1
         for i in range(n):
             gc[i] = -g[i]
-        _chol_solve_sub(L, n, gc, x)
+        chol_solve_sub(L, n, gc, x)
         return n
     old_value = 0.0
     nf = -1
@@ -224,7 +224,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         if count == 0:
             break
         if changed:
-            if not _chol_sub(Hm, idx, count, L):
+            if not chol_sub(Hm, idx, count, L):
                 return -1
         gnorm = 0.0
         for a in range(count):
@@ -239,7 +239,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
                 if not free[j]:
                     s += Hm[i, j] * x[j]
             gc[a] = s
-        _chol_solve_sub(L, count, gc, gc)
+        chol_solve_sub(L, count, gc, gc)
         for i in range(n):
             search[i] = 0.0
         for a in range(count):
@@ -277,7 +277,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         if not clamped:
             idx[nf] = i
             nf += 1
-    if not _chol_sub(Hm, idx, nf, L):
+    if not chol_sub(Hm, idx, nf, L):
         return -1
     return nf
 
@@ -365,11 +365,11 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
             hi[i] = high[i] - ubar[t, i]
             kt[i] = k[t, i]
         if unbounded:  # the plain Newton step (what box_qp_kernel does without bounds)
-            if not _chol_sub(Quu_r, idx, m, L):
+            if not chol_sub(Quu_r, idx, m, L):
                 return t
             for i in range(m):
                 rhs[i] = -Qu[i]
-            _chol_solve_sub(L, m, rhs, kt)
+            chol_solve_sub(L, m, rhs, kt)
             nf = m
         else:
             nf = box_qp_kernel(Quu_r, Qu, lo, hi, kt, free, L, idx, work)
@@ -383,7 +383,7 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
         for j in range(n):
             for a in range(nf):
                 rhs[a] = -Qux[idx[a], j]
-            _chol_solve_sub(L, nf, rhs, rhs)
+            chol_solve_sub(L, nf, rhs, rhs)
             for a in range(nf):
                 K[t, idx[a], j] = rhs[a]
         for i in range(m):  # the gradient projected at the nominal (du = 0), not at the QP's answer
@@ -587,7 +587,7 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
         lx, lu = np.empty((H + 1, nx)), np.empty((H, nu))
         lxx, luu, lux = np.empty((H + 1, nx, nx)), np.empty((H, nu, nu)), np.empty((H, nu, nx))
         quadratic_derivs_kernel(X, U, cost.Q, cost.R, cost.Qf, cost.x_goal, cost.u_goal,
-                                cost._is_angle, not gauss_newton, lx, lu, lxx, luu, lux)
+                                cost.is_angle, not gauss_newton, lx, lu, lxx, luu, lux)
         return lx, lu, lxx, luu, lux
     own = getattr(cost, "quadratize", None)
     if own is not None:
