@@ -12,7 +12,7 @@ Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
 """
 
 from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
-from recede._version import __version__
+from recede._version import __version__  # noqa: F401  (re-exported)
 from recede.controllers import MPC, RunLog, run_closed_loop
 from recede.costs import Cost, FunctionCost, QuadraticCost
 from recede.envs import Task, get_task, list_tasks
