@@ -13,6 +13,7 @@ Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
 
 from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
 from recede import _cache  # noqa: F401  (must run before any cache=True kernel is defined)
+from recede._version import __version__  # noqa: F401  (re-exported)
 from recede.controllers import (
     MPC, Controller, LQRController, Policy, RandomPolicy, RunLog, run_closed_loop,
 )
@@ -27,8 +28,6 @@ from recede.planners import (
 )
 from recede.planners.registry import make_planner
 from recede.problem import IterLog, Plan, Problem, Status
-
-__version__ = "0.1.0"
 
 
 def __getattr__(name):

@@ -14,6 +14,7 @@ from typing import Callable, Protocol, runtime_checkable
 import numba
 import numpy as np
 
+from recede._linalg import as_psd
 from recede._numerics import sincos, sincos_poly
 from recede.errors import InvalidArgumentError
 
@@ -44,9 +45,11 @@ def _err(v, i, goal, is_angle, angles):
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
-def _quad_state(M, diagonal, x, goal, is_angle, angles, e):
-    """1/2 e' M e with e the error of x from goal (angle-aware where ``angles`` and
-    ``is_angle[i]``); e: scratch (n,), used only when M is not diagonal."""
+def quadratic_form(M, diagonal, x, goal, is_angle, angles, e):
+    """``1/2 e'M e`` with ``e`` the error of x: (n,) from goal: (n,), angle-aware (``2 sin(d/2)``,
+    as ``QuadraticCost.error``) where ``angles`` and ``is_angle[i]``; ``diagonal``: read only
+    M's diagonal. e: scratch (n,), used only when M is not diagonal. For Numba code that builds
+    its own cost from ``QuadraticCost``'s pieces (``recede.swingup``)."""
     s = 0.0
     n = x.shape[0]
     if diagonal:
@@ -70,14 +73,14 @@ def quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e, du):
 
     Takes ``QuadraticCost.kernel_args`` after ``x, u``, for Numba code that fuses the cost into
     a rollout (see ``recede.models.analytic``)."""
-    return _quad_state(Q, diagonal, x, x_goal, is_angle, True, e) + _quad_state(
+    return quadratic_form(Q, diagonal, x, x_goal, is_angle, True, e) + quadratic_form(
         R, diagonal, u, u_goal, is_angle, False, du)
 
 
 @numba.njit(cache=True, inline="always", error_model="numpy")
 def quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e):
     """Terminal cost of x: (nx,); same argument order as ``quadratic_stage``."""
-    return _quad_state(Qf, diagonal, x, x_goal, is_angle, True, e)
+    return quadratic_form(Qf, diagonal, x, x_goal, is_angle, True, e)
 
 
 # Lane-blocked forms, for Numba rollouts that keep a block of samples in struct-of-arrays layout
@@ -172,22 +175,6 @@ def as_cost_batch(X, U, nx: int, nu: int) -> tuple[np.ndarray, np.ndarray]:
     return X, U
 
 
-def _psd(name: str, M, n: int) -> np.ndarray:
-    a = np.array(M, dtype=np.float64)
-    if a.ndim == 1:
-        a = np.diag(a)
-    if a.shape != (n, n):
-        raise InvalidArgumentError(f"{name} must have shape ({n}, {n}) or ({n},), got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise InvalidArgumentError(f"{name} must be finite, got {a}")
-    if not np.allclose(a, a.T):
-        raise InvalidArgumentError(f"{name} must be symmetric, got {a}")
-    if n and np.linalg.eigvalsh(a).min() < -1e-12:
-        raise InvalidArgumentError(f"{name} must be positive semidefinite, got {a}")
-    a.setflags(write=False)
-    return a
-
-
 class QuadraticCost:
     """``l = 1/2 e'Q e + 1/2 (u - u_goal)'R (u - u_goal)``, ``l_T = 1/2 e'Qf e``.
 
@@ -201,9 +188,9 @@ class QuadraticCost:
         Q = np.atleast_1d(np.asarray(Q, dtype=np.float64))
         R = np.atleast_1d(np.asarray(R, dtype=np.float64))
         self.nx, self.nu = Q.shape[0], R.shape[0]
-        self.Q = _psd("Q", Q, self.nx)
-        self.R = _psd("R", R, self.nu)
-        self.Qf = _psd("Qf", np.zeros(self.nx) if Qf is None else Qf, self.nx)
+        self.Q = as_psd("Q", Q, self.nx)
+        self.R = as_psd("R", R, self.nu)
+        self.Qf = as_psd("Qf", np.zeros(self.nx) if Qf is None else Qf, self.nx)
         self.x_goal = self._vec("x_goal", x_goal, self.nx)
         self.u_goal = self._vec("u_goal", u_goal, self.nu)
         is_angle = np.zeros(self.nx, dtype=np.bool_)
@@ -240,9 +227,21 @@ class QuadraticCost:
         return out
 
     @property
+    def diagonal(self) -> bool:
+        """Whether Q, R and Qf are all diagonal (the kernels then read only their diagonals)."""
+        return self._diagonal
+
+    @property
+    def is_angle(self) -> np.ndarray:
+        """``(nx,)`` booleans, which state entries are angles (``angle_dims``); do not write."""
+        return self._is_angle
+
+    @property
     def kernel_args(self) -> tuple:
-        """``(Q, R, Qf, diagonal, x_goal, u_goal, is_angle)``: the trailing arguments of
-        ``quadratic_stage`` and ``quadratic_terminal``."""
+        """``(Q, R, Qf, diagonal, x_goal, u_goal, is_angle)``: the trailing
+        arguments of ``quadratic_stage`` and ``quadratic_terminal`` (and their lane forms), for
+        Numba code that fuses this cost into a rollout (see
+        ``recede.models.analytic.kernels.fused_args``)."""
         return (self.Q, self.R, self.Qf, self._diagonal, self.x_goal, self.u_goal, self._is_angle)
 
     def stage(self, x: np.ndarray, u: np.ndarray) -> float:

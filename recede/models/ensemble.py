@@ -979,7 +979,7 @@ def _from_json_float(v) -> float:
 def _versions() -> dict[str, str]:
     import safetensors
 
-    from recede import __version__
+    from recede._version import __version__
 
     return {"recede": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "safetensors": safetensors.__version__, "python": platform.python_version()}

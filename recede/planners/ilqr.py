@@ -37,9 +37,10 @@ Feedback convention (as everywhere in recede): ``u = actions + k + K (x [-] stat
 The returned plan's ``k`` is zero (its actions already include the last step) and ``K`` are the
 last backward pass's gains.
 
-Fast path: on an analytic Numba system with a ``QuadraticCost`` the whole solve runs in one
-Numba call (``Plan.info["fused"]``); it takes the same steps as the general loop (tests check
-both against each other). A plan with a ``deadline`` runs the general loop, which checks it
+Fast path: on an analytic Numba system with a ``QuadraticCost`` (the pairs that
+``recede.models.analytic.kernels.fused_args`` accepts, as MCTS asks too) the whole solve runs in
+one Numba call on that module's public kernels (``Plan.info["fused"]``); it takes the same steps
+as the general loop (tests check both against each other). A plan with a ``deadline`` runs the general loop, which checks it
 between iterations.
 """
 
@@ -52,8 +53,17 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from recede.costs import QuadraticCost
+from recede._linalg import chol_solve_sub, chol_sub
+from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal
 from recede.errors import InvalidArgumentError
+from recede.models.analytic.kernels import (
+    f_jacobian,
+    fused_args,
+    jacobian_work,
+    step_in_place,
+    step_jacobian,
+    step_size,
+)
 from recede.planners.base import (
     resolve_config,
     OptionEnum,
@@ -63,7 +73,6 @@ from recede.planners.base import (
     initial_actions,
     kernel_threads,
 )
-from recede.planners.lqr import _chol_solve_sub, _chol_sub
 from recede.problem import Plan, Problem, Status, needs_sensors, sanitize_costs
 
 __all__ = ["DDPConfig", "ILQR", "ILQRConfig", "ILQRLog", "Mode", "box_qp", "fd_linearize", "quadratize",
@@ -194,11 +203,11 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         for i in range(n):
             idx[i] = i
             free[i] = True
-        if not _chol_sub(Hm, idx, n, L):
+        if not chol_sub(Hm, idx, n, L):
             return -1
         for i in range(n):
             gc[i] = -g[i]
-        _chol_solve_sub(L, n, gc, x)
+        chol_solve_sub(L, n, gc, x)
         return n
     old_value = 0.0
     nf = -1
@@ -225,7 +234,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         if count == 0:
             break
         if changed:
-            if not _chol_sub(Hm, idx, count, L):
+            if not chol_sub(Hm, idx, count, L):
                 return -1
         gnorm = 0.0
         for a in range(count):
@@ -240,7 +249,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
                 if not free[j]:
                     s += Hm[i, j] * x[j]
             gc[a] = s
-        _chol_solve_sub(L, count, gc, gc)
+        chol_solve_sub(L, count, gc, gc)
         for i in range(n):
             search[i] = 0.0
         for a in range(count):
@@ -278,7 +287,7 @@ def box_qp_kernel(Hm, g, lo, hi, x, free, L, idx, work):
         if not clamped:
             idx[nf] = i
             nf += 1
-    if not _chol_sub(Hm, idx, nf, L):
+    if not chol_sub(Hm, idx, nf, L):
         return -1
     return nf
 
@@ -366,11 +375,11 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
             hi[i] = high[i] - ubar[t, i]
             kt[i] = k[t, i]
         if unbounded:  # the plain Newton step (what box_qp_kernel does without bounds)
-            if not _chol_sub(Quu_r, idx, m, L):
+            if not chol_sub(Quu_r, idx, m, L):
                 return t
             for i in range(m):
                 rhs[i] = -Qu[i]
-            _chol_solve_sub(L, m, rhs, kt)
+            chol_solve_sub(L, m, rhs, kt)
             nf = m
         else:
             nf = box_qp_kernel(Quu_r, Qu, lo, hi, kt, free, L, idx, work)
@@ -384,7 +393,7 @@ def backward_kernel(A, B, lx, lu, lxx, luu, lux, fxx, fux, fuu, ddp, ubar, low, 
         for j in range(n):
             for a in range(nf):
                 rhs[a] = -Qux[idx[a], j]
-            _chol_solve_sub(L, nf, rhs, rhs)
+            chol_solve_sub(L, nf, rhs, rhs)
             for a in range(nf):
                 K[t, idx[a], j] = rhs[a]
         for i in range(m):  # the gradient projected at the nominal (du = 0), not at the QP's answer
@@ -588,7 +597,7 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
         lx, lu = np.empty((H + 1, nx)), np.empty((H, nu))
         lxx, luu, lux = np.empty((H + 1, nx, nx)), np.empty((H, nu, nu)), np.empty((H, nu, nx))
         quadratic_derivs_kernel(X, U, cost.Q, cost.R, cost.Qf, cost.x_goal, cost.u_goal,
-                                cost._is_angle, not gauss_newton, lx, lu, lxx, luu, lux)
+                                cost.is_angle, not gauss_newton, lx, lu, lxx, luu, lux)
         return lx, lu, lxx, luu, lux
     own = getattr(cost, "quadratize", None)
     if own is not None:
@@ -665,13 +674,12 @@ class ILQR:
         if self._linearize is None:
             self._linearize = lambda X, U: fd_linearize(dyn, X, U)
         self.alphas = 0.5 ** np.arange(config.line_search)
-        self.fused = bool(config.fused and _fusable(problem))
+        fused = fused_args(dyn, problem.cost) if config.fused else None
+        self.fused = fused is not None
         if self.fused:  # what the fused kernel takes on every call, gathered once
-            cost = problem.cost
             # the model's and cost's own (read-only) arrays: the same Numba types as every other
             # kernel gets, so the functions they share compile once
-            self._fused_args = (*dyn.kernel_args, cost.Q, cost.R, cost.Qf, cost._diagonal,
-                                cost.x_goal, cost.u_goal, cost._is_angle)
+            self._fused_args = (*fused[0], *fused[1])
             self._settings = np.array([config.reg_init, config.reg_min, config.reg_max,
                                        config.reg_factor, config.tol_cost, config.tol_grad,
                                        config.accept_ratio, config.fd_eps])
@@ -815,38 +823,28 @@ class ILQR:
                           "mode": c.mode.value})
 
 
-def _fusable(problem: Problem) -> bool:
-    from recede.models import analytic  # models never import planners; the reverse is allowed
-
-    dyn, cost = problem.dynamics, problem.cost
-    return (isinstance(dyn, analytic.AnalyticSystem) and type(cost) is QuadraticCost
-            and cost.nx == dyn.nx and cost.nu == dyn.nu)
-
-
 # ----------------------------------------------------------------------------------------------
-# The fused solve: the loop of ILQR._solve for an analytic system and a QuadraticCost, in Numba
+# The fused solve: the loop of ILQR._solve for an analytic system and a QuadraticCost, in Numba,
+# on the analytic systems' public kernels (recede.models.analytic.kernels)
 # ----------------------------------------------------------------------------------------------
-
-from recede.costs import quadratic_stage, quadratic_terminal  # noqa: E402
-from recede.models.analytic import _f_jac, _jac_work, _rk4, _rk4_jac, _step_size  # noqa: E402
 
 
 @numba.njit(cache=True, error_model="numpy")
 def linearize_one(sys_id, p, dt, substeps, x, u, A, B):
     """Exact Jacobians of one analytic step at (x, u) into A (nx, nx), B (nx, nu)."""
-    _rk4_jac(sys_id, x, u, p, dt, substeps, A, B, _jac_work(x.shape[0], u.shape[0]))
+    step_jacobian(sys_id, x, u, p, dt, substeps, A, B, jacobian_work(x.shape[0], u.shape[0]))
 
 
 @numba.njit(cache=True, error_model="numpy")
 def _linearize_all(sys_id, p, dt, substeps, X, U, A, B, work):
     """``linearize_kernel`` serially, with scratch reused. One Euler step's Jacobian is
-    ``I + dt fx``, ``dt fu`` directly (what ``_rk4_jac`` computes, bit for bit)."""
+    ``I + dt fx``, ``dt fu`` directly (what ``step_jacobian`` computes, bit for bit)."""
     H, nu = U.shape
     nx = X.shape[1]
     if substeps == -1:
         Jx, Ju = work[0:nx, 0:nx], work[nx:2 * nx, 0:nu]
         for t in range(H):
-            _f_jac(sys_id, X[t], U[t], p, Jx, Ju)
+            f_jacobian(sys_id, X[t], U[t], p, Jx, Ju)
             for i in range(nx):
                 for j in range(nx):
                     A[t, i, j] = (1.0 if i == j else 0.0) + dt * Jx[i, j]
@@ -854,7 +852,7 @@ def _linearize_all(sys_id, p, dt, substeps, X, U, A, B, work):
                     B[t, i, j] = dt * Ju[i, j]
         return
     for t in range(H):
-        _rk4_jac(sys_id, X[t], U[t], p, dt, substeps, A[t], B[t], work)
+        step_jacobian(sys_id, X[t], U[t], p, dt, substeps, A[t], B[t], work)
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -864,9 +862,9 @@ def _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal
     scratch: (6, max(nx, nu)) work rows."""
     H, nu = Ubar.shape
     nx = x0.shape[0]
-    h = _step_size(dt, substeps)
+    h = step_size(dt, substeps)
     e, du, dx = scratch[0, :nx], scratch[1, :nu], scratch[2, :nx]
-    # _rk4's scratch as step_one allocates it, so both calls share one compiled _rk4
+    # step_in_place's scratch as step_one allocates it, so both share one compiled copy
     xs, kk, acc = np.empty(nx), np.empty(nx), np.empty(nx)
     for i in range(nx):
         X[0, i] = x0[i]
@@ -884,7 +882,7 @@ def _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal
         xn = X[t + 1]
         for i in range(nx):
             xn[i] = xt[i]
-        _rk4(sys_id, xn, ut, p, h, substeps, xs, kk, acc)
+        step_in_place(sys_id, xn, ut, p, h, substeps, xs, kk, acc)
     total += quadratic_terminal(X[H], Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
     if not np.isfinite(total):
         return np.inf
@@ -960,7 +958,7 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
     Kz = np.zeros((H, nu, nx))
     kz = np.zeros((H, nu))
     stats = np.empty(3)
-    jwork = _jac_work(nx, nu)
+    jwork = jacobian_work(nx, nu)
     scratch = np.empty((6, max(nx, nu)))
     J = _rollout_cost_fb(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
                          x0, X, U, Kz, kz, 0.0, low, high, Xn, Un, scratch)

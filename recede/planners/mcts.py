@@ -82,7 +82,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from recede.costs import QuadraticCost, quadratic_stage, quadratic_terminal, stage_costs
+from recede.costs import quadratic_stage, quadratic_terminal, stage_costs
 from recede.errors import InvalidArgumentError
 from recede.planners.base import (
     resolve_config,
@@ -850,8 +850,7 @@ class MCTS:
                              int(c.backup is Backup.BEST), int(c.rollout_std > 0)], np.int64)
         self._fp = np.array([c.discount, c.exploration, c.widening_k, c.widening_alpha], np.float64)
         dyn = p.dynamics
-        self.fused = bool(c.fused and hasattr(dyn, "kernel_args") and hasattr(dyn, "sys_id")
-                          and type(p.cost) is QuadraticCost)
+        self.fused = bool(c.fused and fused_args(dyn, p.cost) is not None)
         if not self.fused and not hasattr(p.cost, "stage_costs") and c.discount != 1:
             raise InvalidArgumentError(
                 f"discount must be 1 for a cost without stage_costs ({type(p.cost).__name__}), "
@@ -1028,4 +1027,7 @@ def _seed(seed):
     np.random.seed(seed)
 
 
-from recede.models.analytic import _rk4, _step_size  # noqa: E402  (fused path; see ilqr.py for the same)
+# the analytic systems' public fused-kernel interface (see recede.models.analytic.kernels)
+from recede.models.analytic.kernels import fused_args  # noqa: E402
+from recede.models.analytic.kernels import step_in_place as _rk4  # noqa: E402
+from recede.models.analytic.kernels import step_size as _step_size  # noqa: E402
