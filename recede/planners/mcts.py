@@ -78,6 +78,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -221,8 +222,9 @@ def _is_sequence(v) -> bool:
 
 
 # ----------------------------------------------------------------------------------------------
-# Numba layer. The tree is a tuple of arrays (field constants below); ``meta = [n_slots, root]``,
-# ``stats[l] = [min, max]`` of the finite values the nodes of level l have had.
+# Numba layer. The tree is a ``Tree`` of arrays (one entry per slot, read by field name in the
+# kernels); ``meta = [n_slots, root]``, ``stats[l] = [min, max]`` of the finite values the nodes
+# of level l have had.
 #
 # The kernels of the descent are compiled without reference counting (``_nrt=False``): they
 # allocate nothing, and the array arguments of inlined helpers otherwise cost atomic counter
@@ -232,35 +234,53 @@ def _is_sequence(v) -> bool:
 # discrete node gets one block of A slots at its first expansion (slot j holds primitive j once
 # it is tried); a widened node gets a first block of _FIRST slots, then blocks of _CHUNK slots
 # as it grows (most widened nodes keep one or two children), linked through the
-# block heads' ``nxt``. ``live`` marks the slots holding a node; the pool counts slots.
+# block heads' ``next_block``. ``live`` marks the slots holding a node; the pool counts slots.
 # ----------------------------------------------------------------------------------------------
 
 # ip: integer parameters; fp: float parameters
 _H, _REPEAT, _DISCRETE, _PUCT, _PROPOSAL, _ROLLOUT, _BEST, _NOISY = range(8)
 _GAMMA, _C, _PW_K, _PW_ALPHA = range(4)
 _FIRST, _CHUNK = 2, 8
-_FIELDS = ("parent", "first_child", "next_block", "children", "primitive", "visits",
-           "virtual_loss", "value_sum", "edge_cost", "edge_discount", "action", "state",
-           "state_known", "mean_isq", "live")
 
 
-def _new_tree(n: int, nx: int, nu: int) -> tuple:
-    return (
-        np.full(n, -1, np.int64),  # 0 parent
-        np.full(n, -1, np.int64),  # 1 first child (the first block's first slot)
-        np.full(n, -1, np.int64),  # 2 next block (block heads only)
-        np.zeros(n, np.int64),  # 3 number of children
-        np.full(n, -1, np.int64),  # 4 primitive index of the edge (-1: continuous)
-        np.zeros(n, np.int64),  # 5 visits N
-        np.zeros(n, np.int64),  # 6 virtual losses
-        np.zeros(n, np.float64),  # 7 value sum W
-        np.zeros(n, np.float64),  # 8 edge cost
-        np.ones(n, np.float64),  # 9 edge discount
-        np.zeros((n, nu), np.float64),  # 10 edge action
-        np.zeros((n, nx), np.float64),  # 11 state at the edge's end
-        np.zeros(n, np.bool_),  # 12 state known
-        np.full((n, 2), np.inf),  # 13 cached W / N and 1 / sqrt(N)
-        np.zeros(n, np.bool_),  # 14 live (the slot holds a node)
+class Tree(NamedTuple):
+    """The node pool: one entry per slot (``n`` slots). Numba passes it to the kernels as a
+    tuple and reads its fields by name."""
+
+    parent: np.ndarray  # (n,) int64, -1 at the root
+    first_child: np.ndarray  # (n,) int64, the first block's first slot; -1 without children
+    next_block: np.ndarray  # (n,) int64, the next block of the parent's children (block heads)
+    children: np.ndarray  # (n,) int64, number of children
+    primitive: np.ndarray  # (n,) int64, primitive index of the edge (-1: continuous)
+    visits: np.ndarray  # (n,) int64, N
+    virtual_loss: np.ndarray  # (n,) int64, virtual losses of descents not yet backed up
+    value_sum: np.ndarray  # (n,) float64, W
+    edge_cost: np.ndarray  # (n,) float64, sum_s gamma^s l(x_s, u) along the edge
+    edge_discount: np.ndarray  # (n,) float64, gamma^steps of the edge
+    action: np.ndarray  # (n, nu) float64, the edge's action
+    state: np.ndarray  # (n, nx) float64, the state at the edge's end
+    state_known: np.ndarray  # (n,) bool
+    value_isq: np.ndarray  # (n, 2) float64, the value (W / N, or the best return), 1 / sqrt(N)
+    live: np.ndarray  # (n,) bool, the slot holds a node
+
+
+def _new_tree(n: int, nx: int, nu: int) -> Tree:
+    return Tree(
+        parent=np.full(n, -1, np.int64),
+        first_child=np.full(n, -1, np.int64),
+        next_block=np.full(n, -1, np.int64),
+        children=np.zeros(n, np.int64),
+        primitive=np.full(n, -1, np.int64),
+        visits=np.zeros(n, np.int64),
+        virtual_loss=np.zeros(n, np.int64),
+        value_sum=np.zeros(n, np.float64),
+        edge_cost=np.zeros(n, np.float64),
+        edge_discount=np.ones(n, np.float64),
+        action=np.zeros((n, nu), np.float64),
+        state=np.zeros((n, nx), np.float64),
+        state_known=np.zeros(n, np.bool_),
+        value_isq=np.full((n, 2), np.inf),
+        live=np.zeros(n, np.bool_),
     )
 
 
@@ -268,22 +288,25 @@ def _new_tree(n: int, nx: int, nu: int) -> tuple:
 def _alloc(T, meta, count, parent):
     """Reserve ``count`` empty slots below ``parent``; -1 when the pool is full."""
     base = meta[0]
-    if base + count > T[0].shape[0]:
+    if base + count > T.parent.shape[0]:
         return -1
     meta[0] = base + count
     for s in range(base, base + count):
-        T[0][s], T[1][s], T[2][s], T[3][s], T[4][s] = parent, -1, -1, 0, -1
-        T[5][s], T[6][s], T[7][s], T[8][s], T[9][s] = 0, 0, 0.0, 0.0, 1.0
-        T[12][s], T[14][s] = False, False
-        T[13][s, 0], T[13][s, 1] = np.inf, np.inf
+        T.parent[s] = parent
+        T.first_child[s] = T.next_block[s] = T.primitive[s] = -1
+        T.children[s] = T.visits[s] = T.virtual_loss[s] = 0
+        T.value_sum[s] = T.edge_cost[s] = 0.0
+        T.edge_discount[s] = 1.0
+        T.state_known[s] = T.live[s] = False
+        T.value_isq[s, 0] = T.value_isq[s, 1] = np.inf
     return base
 
 
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _last_block(T, node):
-    b = T[1][node]
-    while T[2][b] >= 0:
-        b = T[2][b]
+    b = T.first_child[node]
+    while T.next_block[b] >= 0:
+        b = T.next_block[b]
     return b
 
 
@@ -291,7 +314,7 @@ def _last_block(T, node):
 def _new_child(T, meta, node, A, prim, u):
     """Create a child of ``node`` with action ``u``: primitive ``prim``'s slot (A > 0) or the
     next widening slot (A == 0). Returns it, or -1 when the pool is full."""
-    first, nxt, nch = T[1], T[2], T[3]
+    first, nxt, nch = T.first_child, T.next_block, T.children
     if A > 0:
         if first[node] < 0:
             base = _alloc(T, meta, A, node)
@@ -299,7 +322,7 @@ def _new_child(T, meta, node, A, prim, u):
                 return -1
             first[node] = base
         ch = first[node] + prim
-        T[4][ch] = prim
+        T.primitive[ch] = prim
     else:
         k = nch[node]
         j = k if k < _FIRST else (k - _FIRST) % _CHUNK
@@ -315,16 +338,16 @@ def _new_child(T, meta, node, A, prim, u):
         else:
             ch = _last_block(T, node) + j
     nch[node] += 1
-    T[14][ch] = True
+    T.live[ch] = True
     for i in range(u.shape[0]):
-        T[10][ch, i] = u[i]
+        T.action[ch, i] = u[i]
     return ch
 
 
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _children(T, node, A, out):
     """The live children of ``node`` into ``out``; returns how many."""
-    first, nxt, nch, live = T[1], T[2], T[3], T[14]
+    first, nxt, nch, live = T.first_child, T.next_block, T.children, T.live
     k = 0
     b = first[node]
     if b < 0:
@@ -361,7 +384,7 @@ def _normalised(mean, vmin, vmax):
 def _parent_q(T, node, vmin, vmax):
     """First-play urgency: the node's own mean return seen from its children (its edge
     removed), normalised with the children's level range; 0.5 before any visit."""
-    visits, vsum, edge, edisc = T[5], T[7], T[8], T[9]
+    visits, vsum, edge, edisc = T.visits, T.value_sum, T.edge_cost, T.edge_discount
     if visits[node] == 0:
         return 0.5
     return _normalised((vsum[node] / visits[node] - edge[node]) / edisc[node], vmin, vmax)
@@ -404,8 +427,9 @@ def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, pat
     """One descent from the root, adding a virtual loss to each node on it and writing the
     path's actions into ``path[t]`` for the steps it covers. Returns ``(leaf, level, new)``;
     ``leaf = -1`` (and no virtual loss left behind) when the pool is full."""
-    par, first, nxt, nch, visits, vloss, vsum = T[0], T[1], T[2], T[3], T[5], T[6], T[7]
-    action, hot, live = T[10], T[13], T[14]
+    par, first, nxt, nch = T.parent, T.first_child, T.next_block, T.children
+    visits, vloss, vsum, hot = T.visits, T.virtual_loss, T.value_sum, T.value_isq
+    action, live = T.action, T.live
     H, repeat, discrete, puct = ip[_H], ip[_REPEAT], ip[_DISCRETE] != 0, ip[_PUCT] != 0
     c, pw_k, pw_alpha = fp[_C], fp[_PW_K], fp[_PW_ALPHA]
     L = (H + repeat - 1) // repeat
@@ -536,7 +560,7 @@ def _update(T, stats, best, node, lv, Q):
     """Count the return ``Q`` at ``node`` (level ``lv``) and refresh the node's value and its
     level's range (over node values, as in MuZero, not single returns); returns the return
     counted (a non-finite one counts as the worst value of its level, +inf if none)."""
-    visits, vloss, vsum, hot = T[5], T[6], T[7], T[13]
+    visits, vloss, vsum, hot = T.visits, T.virtual_loss, T.value_sum, T.value_isq
     if not Q < np.inf:
         Q = stats[lv, 1] if stats[lv, 1] >= stats[lv, 0] else np.inf
     visits[node] += 1
@@ -559,7 +583,7 @@ def _backup(T, meta, stats, ip, leaf, level, G):
     """Back the return ``G`` of the leaf (at ``level``) up to the root through the stored edge
     costs (``Q = edge_cost + edge_discount G`` at each node: exact for deterministic models);
     returns the root's (whole-horizon) return."""
-    par, edge, edisc = T[0], T[8], T[9]
+    par, edge, edisc = T.parent, T.edge_cost, T.edge_discount
     root = meta[1]
     best = ip[_BEST] != 0
     node, lv = leaf, level
@@ -575,7 +599,7 @@ def _backup_returns(T, meta, stats, ip, leaf, level, R):
     """Back up one simulation whose discounted returns from each step ``t`` are ``R[t]``
     (its own costs, so a stochastic model's or cost's samples count at every node); returns
     ``R[0]``."""
-    par = T[0]
+    par = T.parent
     repeat = ip[_REPEAT]
     root = meta[1]
     best = ip[_BEST] != 0
@@ -595,7 +619,8 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     cost (``cost.kernel_args``); returns how many ran (fewer when the pool fills). The best
     simulation's actions and return go to ``best`` (H, nu) and ``best_cost[0]``; ``scratch``
     comes from :func:`_scratch`."""
-    par, edge, edisc, action, state, known = T[0], T[8], T[9], T[10], T[11], T[12]
+    par, edge, edisc = T.parent, T.edge_cost, T.edge_discount
+    action, state, known = T.action, T.state, T.state_known
     path, u, x, xs, k, acc, e, du = scratch
     H, repeat = ip[_H], ip[_REPEAT]
     gamma = fp[_GAMMA]
@@ -675,7 +700,7 @@ def _backup_batch(T, meta, stats, ip, fp, leaves, levels, news, n, C, X, U, best
     """Back up the first ``n`` selected leaves from their sequences' per-step costs
     ``C: (B, H+1)`` and states ``X: (B, H+1, nx)`` (new leaves take their edge's cost and end
     state from them first)."""
-    edge, edisc, state, known = T[8], T[9], T[11], T[12]
+    edge, edisc, state, known = T.edge_cost, T.edge_discount, T.state, T.state_known
     H, repeat = ip[_H], ip[_REPEAT]
     gamma = fp[_GAMMA]
     for w in range(n):
@@ -705,7 +730,7 @@ def _principal(T, meta, H, repeat, A, actions, nodes):
     """Follow the most-visited children (ties: lower value) from the root, writing their
     actions into ``actions[t]`` and the nodes into ``nodes[level]``; returns the number of
     levels."""
-    visits, action, hot = T[5], T[10], T[13]
+    visits, action, hot = T.visits, T.action, T.value_isq
     buf = np.empty(meta[0], np.int64)
     node, level, t = meta[1], 0, 0
     while t < H:
@@ -731,11 +756,14 @@ def _principal(T, meta, H, repeat, A, actions, nodes):
 
 @numba.njit(cache=True, error_model="numpy")
 def _copy_node(T, o, T2, s):
-    T2[4][s], T2[5][s], T2[6][s], T2[7][s] = T[4][o], T[5][o], T[6][o], T[7][o]
-    T2[8][s], T2[9][s], T2[12][s], T2[14][s] = T[8][o], T[9][o], T[12][o], T[14][o]
-    T2[10][s, :] = T[10][o]
-    T2[11][s, :] = T[11][o]
-    T2[13][s, :] = T[13][o]
+    """Copy slot ``o`` of ``T`` into slot ``s`` of ``T2``, all but the links (parent, children)."""
+    T2.primitive[s], T2.visits[s] = T.primitive[o], T.visits[o]
+    T2.virtual_loss[s], T2.value_sum[s] = T.virtual_loss[o], T.value_sum[o]
+    T2.edge_cost[s], T2.edge_discount[s] = T.edge_cost[o], T.edge_discount[o]
+    T2.state_known[s], T2.live[s] = T.state_known[o], T.live[o]
+    T2.action[s, :] = T.action[o]
+    T2.state[s, :] = T.state[o]
+    T2.value_isq[s, :] = T.value_isq[o]
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -761,16 +789,16 @@ def _compact(T, meta, new_root, A, T2):
         size = A if A > 0 else _FIRST + max(0, -(-(k - _FIRST) // _CHUNK)) * _CHUNK
         base = _alloc(T2, meta2, size, m)
         if A == 0 and size > _FIRST:
-            T2[2][base] = base + _FIRST
+            T2.next_block[base] = base + _FIRST
             for b in range(base + _FIRST, base + size - _CHUNK, _CHUNK):
-                T2[2][b] = b + _CHUNK
+                T2.next_block[b] = b + _CHUNK
         for j in range(k):
             o_c = buf[j]
-            s = base + (T[4][o_c] if A > 0 else j)
+            s = base + (T.primitive[o_c] if A > 0 else j)
             _copy_node(T, o_c, T2, s)
             q_old[tail], q_new[tail] = o_c, s
             tail += 1
-        T2[1][m], T2[3][m] = base, k
+        T2.first_child[m], T2.children[m] = base, k
     return meta2[0]
 
 
@@ -883,23 +911,23 @@ class MCTS:
             self._valid = False
             return False
         node = int(self._chain[n // c.repeat - 1])
-        if not (T[12][node] and np.max(np.abs(T[11][node] - x0)) <= c.reuse_tol):
+        if not (T.state_known[node] and np.max(np.abs(T.state[node] - x0)) <= c.reuse_tol):
             self._valid = False
             return False
         # compact into the spare pool (the slots it uses are initialised as they are taken)
-        if self._spare is None or self._spare[0].shape[0] != T[0].shape[0]:
-            self._spare = _new_tree(T[0].shape[0], self.problem.nx, self.problem.nu)
+        if self._spare is None or self._spare.parent.shape[0] != T.parent.shape[0]:
+            self._spare = _new_tree(T.parent.shape[0], self.problem.nx, self.problem.nu)
         T2 = self._spare
         size = _compact(T, self._meta, node, self.primitives.shape[0], T2)
-        vsum, visits, edge, edisc = T2[7], T2[5], T2[8], T2[9]
+        vsum, visits, edge, edisc = T2.value_sum, T2.visits, T2.edge_cost, T2.edge_discount
         # the root's returns lose its old edge: Q = edge + edisc G  ->  G
         vsum[0] = (vsum[0] - visits[0] * edge[0]) / edisc[0]
         if c.backup is Backup.BEST:
-            T2[13][0, 0] = (T2[13][0, 0] - edge[0]) / edisc[0]
+            T2.value_isq[0, 0] = (T2.value_isq[0, 0] - edge[0]) / edisc[0]
         else:
-            T2[13][0, 0] = min(vsum[0] / visits[0], 1e300) if visits[0] else np.inf
-        edge[0], edisc[0], T2[4][0] = 0.0, 1.0, -1
-        T2[10][0] = 0.0
+            T2.value_isq[0, 0] = min(vsum[0] / visits[0], 1e300) if visits[0] else np.inf
+        edge[0], edisc[0], T2.primitive[0] = 0.0, 1.0, -1
+        T2.action[0] = 0.0
         d = n // c.repeat  # levels shift up by d
         self._stats[: self._stats.shape[0] - d] = self._stats[d:].copy()
         self._stats[self._stats.shape[0] - d:] = (np.inf, -np.inf)
@@ -917,7 +945,7 @@ class MCTS:
         if not self._valid:
             return {}
         n, T = int(self._meta[0]), self._tree
-        out = {k: a[:n].copy() for k, a in zip(_FIELDS, T) if k != "mean_isq"}
+        out = {k: a[:n].copy() for k, a in T._asdict().items() if k != "value_isq"}
         out["root"] = int(self._meta[1])
         return out
 
@@ -934,18 +962,18 @@ class MCTS:
         if self._pending is not None:
             self.reroot(self._pending, x0)
         reused = 0
-        if self._kept and np.max(np.abs(self._tree[11][0] - x0)) <= c.reuse_tol:
-            reused = int(np.count_nonzero(self._tree[14][: self._meta[0]]))
+        if self._kept and np.max(np.abs(self._tree.state[0] - x0)) <= c.reuse_tol:
+            reused = int(np.count_nonzero(self._tree.live[: self._meta[0]]))
         self._kept = False
         if not reused:
-            if self._tree is None or self._tree[0].shape[0] != c.max_nodes:
+            if self._tree is None or self._tree.parent.shape[0] != c.max_nodes:
                 self._tree = _new_tree(c.max_nodes, nx, nu)
             self._meta[:] = 0
             self._stats[:] = (np.inf, -np.inf)
             _alloc(self._tree, self._meta, 1, -1)
-            self._tree[14][0] = True
-            self._tree[11][0] = x0
-            self._tree[12][0] = True
+            self._tree.live[0] = True
+            self._tree.state[0] = x0
+            self._tree.state_known[0] = True
             self._valid = True
         self._pending = None
         T = self._tree
@@ -968,7 +996,7 @@ class MCTS:
         return Plan(actions=actions, states=X[0], cost=float(cost[0]), iterations=done,
                     status=status,
                     info={"simulations": done, "samples": done, "nodes": int(self._meta[0]), "reused": reused,
-                          "root_visits": int(T[5][self._meta[1]]), "depth": depth,
+                          "root_visits": int(T.visits[self._meta[1]]), "depth": depth,
                           "best_cost": float(best_cost[0]), "fused": self.fused, "stop": stop})
 
     def _search(self, args, x0, best, best_cost, deadline):
