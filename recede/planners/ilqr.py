@@ -65,13 +65,13 @@ from recede.models.analytic.kernels import (
     step_size,
 )
 from recede.planners.base import (
-    resolve_config,
     OptionEnum,
     as_enum,
     check_number,
     check_positive_int,
     initial_actions,
     kernel_threads,
+    resolve_config,
 )
 from recede.problem import Plan, Problem, Status, needs_sensors, sanitize_costs
 

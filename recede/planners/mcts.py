@@ -45,7 +45,7 @@ A non-finite return counts as the worst value of its level so far (+inf if none)
 Two paths, one tree
 -------------------
 - **Fused**: an analytic Numba system with a ``QuadraticCost`` runs whole searches inside one
-  Numba call (``model.kernel_args``, ``_rk4``, ``quadratic_stage``).
+  Numba call (``model.kernel_args``, ``step_in_place``, ``quadratic_stage``).
 - **Batched**, for every other model (MuJoCo, learned) and cost: ``batch`` leaves are selected
   in turn, each adding a virtual loss to its path (counted as a visit with the worst value of
   its level) so that the next descents spread out; their whole action sequences (path, new edge,
@@ -85,8 +85,8 @@ import numpy as np
 
 from recede.costs import quadratic_stage, quadratic_terminal, stage_costs
 from recede.errors import InvalidArgumentError
+from recede.models.analytic.kernels import fused_args, step_in_place, step_size
 from recede.planners.base import (
-    resolve_config,
     OptionEnum,
     as_enum,
     as_generator,
@@ -95,6 +95,7 @@ from recede.planners.base import (
     check_positive_int,
     initial_actions,
     kernel_threads,
+    resolve_config,
 )
 from recede.problem import Plan, Problem, Status, needs_sensors
 
@@ -625,7 +626,7 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
     H, repeat = ip[_H], ip[_REPEAT]
     gamma = fp[_GAMMA]
     nx, nu = state.shape[1], action.shape[1]
-    h = _step_size(dt, substeps)
+    h = step_size(dt, substeps)
     done = 0
     for _ in range(n_sims):
         leaf, level, new = _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std,
@@ -643,7 +644,7 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
             for t in range((level - 1) * repeat, t_leaf):
                 cost += disc * quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal,
                                                is_angle, e, du)
-                _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+                step_in_place(sys_id, x, u, p, h, substeps, xs, k, acc)
                 disc *= gamma
             for i in range(nx):
                 state[leaf, i] = x[i]
@@ -658,7 +659,7 @@ def _search_fused(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, war
                 u[i] = path[t, i]
             G += disc * quadratic_stage(x, u, Q, R, Qf, diagonal, x_goal, u_goal, is_angle,
                                         e, du)
-            _rk4(sys_id, x, u, p, h, substeps, xs, k, acc)
+            step_in_place(sys_id, x, u, p, h, substeps, xs, k, acc)
             disc *= gamma
         G += disc * quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
         total = _backup(T, meta, stats, ip, leaf, level, G)
@@ -1054,8 +1055,3 @@ class MCTS:
 def _seed(seed):
     np.random.seed(seed)
 
-
-# the analytic systems' public fused-kernel interface (see recede.models.analytic.kernels)
-from recede.models.analytic.kernels import fused_args  # noqa: E402
-from recede.models.analytic.kernels import step_in_place as _rk4  # noqa: E402
-from recede.models.analytic.kernels import step_size as _step_size  # noqa: E402
