@@ -8,6 +8,9 @@ the variable once, when it is loaded. Modes:
 - ``spin``: ``import recede`` first (the variable is set), then torch: what a user gets today.
 - ``scoped``: ``import recede``, then the variable is removed before torch loads its libgomp.
 - ``unset``: no ``GOMP_SPINCOUNT`` at all (libgomp's default).
+- ``passive``: as ``spin``, with ``OMP_WAIT_POLICY=PASSIVE`` for torch (idle workers sleep at once).
+- ``one-thread``: as ``spin``, with ``torch.set_num_threads(1)`` in each process (what a sweep
+  worker sharing the cores with others should do).
 
 Prints the median fit time of one process alone and of each of two started together, and their
 ratio (1 = the two did not slow each other; 2 = they shared the cores evenly; more = spinning
@@ -32,8 +35,13 @@ def worker(args) -> None:
 
     if args.mode == "scoped":
         os.environ.pop("GOMP_SPINCOUNT", None)
+    if args.mode == "passive":
+        os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import numpy as np
     import torch
+
+    if args.mode == "one-thread":
+        torch.set_num_threads(1)
 
     from recede.data import TransitionDataset
     from recede.models.ensemble import Ensemble
