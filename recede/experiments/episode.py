@@ -19,6 +19,7 @@ policy, LQR, a learned policy): run in an env and judge.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import math
 from dataclasses import dataclass, field
@@ -147,8 +148,6 @@ class PlanRecorder:
 
     def into(self, log: RunLog) -> RunLog:
         """``log`` with the planner's times, samples and statuses in place of ``act``'s times."""
-        import dataclasses
-
         return dataclasses.replace(log, plan_times=np.array(self.plan_times, dtype=np.float64),
                                    plan_samples=tuple(self.samples), plan_status=tuple(self.status))
 
@@ -158,8 +157,6 @@ def run_controller(task, env, controller: Controller, *, seed: int | None, steps
                    on_step: Callable[[int], None] | None = None) -> RunLog:
     """Run ``controller`` in ``env`` (an env of ``task``) from ``env.reset(seed=seed)`` and judge
     the episode by the task's criterion (``task.judge``) where the env reported none."""
-    import dataclasses
-
     task = get_task(task)
     log = run_closed_loop(env, controller, steps=steps, seed=seed, pace=pace, dt=dt, on_step=on_step,
                           state_fn=task.state_of)
