@@ -13,6 +13,7 @@ Feedback sign, everywhere: ``u = u_bar + k + K (x - x_bar)``.
 
 from recede import _threads  # noqa: F401  (must run before Numba starts its thread pool)
 from recede import _cache  # noqa: F401  (must run before any cache=True kernel is defined)
+from recede._compile_notice import set_compile_notice  # noqa: F401  (re-exported; listens from here on)
 from recede._version import __version__  # noqa: F401  (re-exported)
 from recede.controllers import (
     MPC, Controller, LQRController, Policy, RandomPolicy, RunLog, run_closed_loop,
@@ -44,5 +45,5 @@ __all__ = [
     "MPPIConfig", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Policy", "Problem",
     "QuadraticCost", "RandomPolicy", "RandomShooting", "RandomShootingConfig", "RecedeError",
     "RunLog", "Status", "Task", "UnknownNameError", "get_task", "list_tasks", "make_planner",
-    "run_closed_loop",
+    "run_closed_loop", "set_compile_notice",
 ]

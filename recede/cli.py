@@ -299,6 +299,43 @@ def _shown(options: dict) -> str:
     return ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items())
 
 
+class _BarClock:
+    """Keeps a progress bar's rate and ETA out of the warm-up (cold kernel compiles, first
+    plans) and writes the compile note above the bar instead of through it.
+
+    ``started()`` before an episode, ``ready()`` (``run_episode``'s ``on_ready``) after its
+    warm-up: the bar's clock is moved forward by the warm-up's duration.
+    """
+
+    def __init__(self, bar):
+        self.bar = bar
+        self._t0 = None
+
+    def __enter__(self):
+        from recede import set_compile_notice
+
+        self._previous = set_compile_notice(None, write=lambda line: self.bar.write(line, file=sys.stderr))
+        return self
+
+    def __exit__(self, *exc):
+        from recede import set_compile_notice
+
+        set_compile_notice(*self._previous)
+        return False
+
+    def started(self) -> None:
+        self._t0 = None if self.bar.disable else self.bar._time()
+
+    def ready(self) -> None:
+        if self._t0 is None or self.bar.disable:
+            return
+        now = self.bar._time()
+        self.bar.start_t += now - self._t0  # tqdm's rate is n / (now - start_t) ...
+        self.bar.last_print_t = now  # ... smoothed over the updates since the last print
+        self._t0 = None
+        self.bar.refresh()
+
+
 def _cmd_run(args) -> int:
     from tqdm import tqdm
 
@@ -343,9 +380,10 @@ def _cmd_run(args) -> int:
         with tqdm(
             total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
-        ) as bar:
+        ) as bar, _BarClock(bar) as clock:
+            clock.started()
             episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
-                                  on_step=lambda t, env: on_step(t, bar, env))
+                                  on_step=lambda t, env: on_step(t, bar, env), on_ready=clock.ready)
         log, problem = episode.log, episode.problem
 
         dynamics = problem.dynamics
@@ -446,11 +484,13 @@ def _cmd_compare(args) -> int:
         horizons: dict[str, int] = {}
         total = len(args.planners) * len(args.seeds) * min(steps, task.episode_steps)
         with tqdm(total=total, file=sys.stderr, disable=args.no_progress, desc=f"{task.name} compare",
-                  unit="step", dynamic_ncols=True) as bar:
+                  unit="step", dynamic_ncols=True) as bar, _BarClock(bar) as clock:
             for name in args.planners:
                 for spec in specs[name]:
                     bar.set_postfix_str(f"{name} seed {spec.seed}")
-                    episode = run_episode(spec, on_step=lambda t, env: bar.update(1))
+                    clock.started()
+                    episode = run_episode(spec, on_step=lambda t, env: bar.update(1),
+                                          on_ready=clock.ready)
                     runs[name].append(episode.log)
                 horizons[name] = episode.problem.horizon
         table = [dict(summarize(name, runs[name]), horizon=horizons[name]) for name in args.planners]

@@ -6,6 +6,11 @@ import os
 
 import pytest
 
+# The note recede writes while kernels compile cold (recede/_compile_notice.py) would land in the
+# stderr that CLI tests compare, whenever a test happens to be the first to compile a kernel: off
+# for the suite (subprocesses inherit it); tests/test_compile_notice.py turns it on where tested.
+os.environ["RECEDE_COMPILE_NOTICE"] = "0"
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _scratch_cwd(tmp_path_factory):

@@ -177,11 +177,15 @@ class Episode:
 
 
 def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None,
-                on_step: Callable[[int, Any], None] | None = None, warm_up: bool = True) -> Episode:
+                on_step: Callable[[int, Any], None] | None = None, warm_up: bool = True,
+                on_ready: Callable[[], None] | None = None) -> Episode:
     """Run ``spec``: MPC with its planner on the task's model (or on ``model``, a learned
     dynamics model, acting in the real env), judged by the task. ``on_step(t, env)`` runs after
     every step (progress bars, video frames). ``warm_up``: plan once from the initial state with
-    a throw-away generator first, so the kernels are compiled or loaded before the clock starts."""
+    a throw-away generator and take one step of the env with that plan's first action (the env
+    is reset with the episode's seed afterwards), so the planner's and the env's kernels are
+    compiled or loaded before the clock starts. ``on_ready()`` runs after the warm-up, just
+    before the first step (a progress bar starts its clock there)."""
     task = get_task(spec.task)
     env = task.make_env(render_mode=render_mode)
     try:
@@ -192,7 +196,10 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
                                     time_budget=spec.time_budget))
         if warm_up:
             env.reset(seed=spec.seed)
-            planner.plan(task.state_of(env), rng=0)
+            warm = planner.plan(task.state_of(env), rng=0)
+            env.step(np.asarray(warm.actions[0]))  # the loop below resets with the seed again
+        if on_ready is not None:
+            on_ready()
         log = run_controller(task, env, recorder, seed=spec.seed, steps=spec.steps,
                              pace=spec.realtime, dt=float(problem.dynamics.dt),
                              on_step=None if on_step is None else (lambda t: on_step(t, env)))

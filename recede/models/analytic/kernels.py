@@ -121,7 +121,7 @@ def step_size(dt, substeps):
 
 
 # Not inlined: step_one, the scalar reference kernel and iLQR's fused solve call the one compiled
-# copy (the four stages with every system's f inlined take about a minute to compile cold).
+# copy (every system's f inlined behind the sys_id branches is the bulk of a cold compile).
 # Compiled without Numba's reference counting (``_nrt=False``: it allocates nothing): the array
 # arguments of the inlined per-system ``f`` behind the ``sys_id`` branches otherwise cost atomic
 # increments and decrements on every stage, which tripled the time of a double-integrator step
@@ -131,26 +131,37 @@ def step_in_place(sys_id, x, u, p, h, substeps, xs, k, acc):
     """``substeps`` classical RK4 steps of ``h`` on ``x`` in place, or, for ``substeps < 0``,
     ``-substeps`` explicit Euler steps ``x += h f(x, u)``. ``xs, k, acc``: (nx,) scratch."""
     nx = x.shape[0]
-    for _ in range(-substeps):  # explicit Euler (none when substeps > 0)
-        f(sys_id, x, u, p, k)
-        for i in range(nx):
-            x[i] += h * k[i]
-    for _ in range(substeps):  # RK4 (none when substeps < 0)
-        f(sys_id, x, u, p, k)
-        for i in range(nx):
-            acc[i] = k[i]
-            xs[i] = x[i] + 0.5 * h * k[i]
+    # One call site of ``f`` for every evaluation, Euler or RK4 stage: each call site inlines
+    # every system's ``f`` behind the ``sys_id`` branches, so the five sites of an unrolled
+    # version (four stages + Euler) cost five copies of all of them to compile cold. The same
+    # expressions in the same order as the unrolled stages, so the same bits.
+    euler = substeps < 0
+    stages = 1 if euler else 4
+    for e in range(abs(substeps) * stages):
+        s = e % stages
+        if s == 0:
+            for i in range(nx):
+                xs[i] = x[i]
         f(sys_id, xs, u, p, k)
-        for i in range(nx):
-            acc[i] += 2.0 * k[i]
-            xs[i] = x[i] + 0.5 * h * k[i]
-        f(sys_id, xs, u, p, k)
-        for i in range(nx):
-            acc[i] += 2.0 * k[i]
-            xs[i] = x[i] + h * k[i]
-        f(sys_id, xs, u, p, k)
-        for i in range(nx):
-            x[i] += (h / 6.0) * (acc[i] + k[i])
+        if euler:
+            for i in range(nx):
+                x[i] += h * k[i]
+            continue
+        if s == 0:
+            for i in range(nx):
+                acc[i] = k[i]
+                xs[i] = x[i] + 0.5 * h * k[i]
+        elif s == 1:
+            for i in range(nx):
+                acc[i] += 2.0 * k[i]
+                xs[i] = x[i] + 0.5 * h * k[i]
+        elif s == 2:
+            for i in range(nx):
+                acc[i] += 2.0 * k[i]
+                xs[i] = x[i] + h * k[i]
+        else:
+            for i in range(nx):
+                x[i] += (h / 6.0) * (acc[i] + k[i])
 
 
 @numba.njit(cache=True, error_model="numpy")
@@ -333,9 +344,16 @@ def _rollout_quadratic_cost_scalar(
 @numba.njit(cache=True, error_model="numpy")
 def step_kernel(sys_id, p, dt, substeps, X, U, out):
     """X: (B, nx), U: (B, nu) -> writes the next states into out: (B, nx)."""
-    rollout = np.empty((X.shape[0], 2, X.shape[1]))
-    rollout_kernel(sys_id, p, dt, substeps, X, U.reshape(U.shape[0], 1, U.shape[1]), rollout)
-    out[:] = rollout[:, 1]
+    nb, nx, nu = X.shape[0], X.shape[1], U.shape[1]
+    rollout = np.empty((nb, 2, nx))
+    U1 = np.empty((nb, 1, nu))  # element copies, not reshape/slice assignment: those compile
+    for b in range(nb):         # Numba's shape-error message formatting (tens of seconds cold)
+        for i in range(nu):
+            U1[b, 0, i] = U[b, i]
+    rollout_kernel(sys_id, p, dt, substeps, X, U1, rollout)
+    for b in range(nb):
+        for i in range(nx):
+            out[b, i] = rollout[b, 1, i]
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
@@ -355,9 +373,11 @@ def step_one(sys_id, p, dt, substeps, x, u, out):
     """
     nx = x.shape[0]
     xc, xs, k, acc = np.empty(nx), np.empty(nx), np.empty(nx), np.empty(nx)
-    xc[:] = x
+    for i in range(nx):  # element copies: slice assignment compiles Numba's shape-error formatting
+        xc[i] = x[i]
     step_in_place(sys_id, xc, u, p, step_size(dt, substeps), substeps, xs, k, acc)
-    out[:] = xc
+    for i in range(nx):
+        out[i] = xc[i]
 
 
 @numba.njit(cache=True, parallel=True, error_model="numpy")
