@@ -177,13 +177,15 @@ class Episode:
 
 
 def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None,
-                on_step: Callable[[int, Any], None] | None = None, warm_up: bool = True) -> Episode:
+                camera: str | None = None, on_step: Callable[[int, Any], None] | None = None,
+                warm_up: bool = True) -> Episode:
     """Run ``spec``: MPC with its planner on the task's model (or on ``model``, a learned
-    dynamics model, acting in the real env), judged by the task. ``on_step(t, env)`` runs after
-    every step (progress bars, video frames). ``warm_up``: plan once from the initial state with
-    a throw-away generator first, so the kernels are compiled or loaded before the clock starts."""
+    dynamics model, acting in the real env), judged by the task. ``render_mode`` and ``camera``
+    go to ``task.make_env``. ``on_step(t, env)`` runs after every step (progress bars, video
+    frames). ``warm_up``: plan once from the initial state with a throw-away generator first, so
+    the kernels are compiled or loaded before the clock starts."""
     task = get_task(spec.task)
-    env = task.make_env(render_mode=render_mode)
+    env = task.make_env(render_mode=render_mode, camera=camera)
     try:
         problem = (task.problem(spec.horizon) if model is None
                    else problem_for(task, spec.horizon, model, env_bounds(env)))
