@@ -15,7 +15,9 @@
 - the name of a camera of the model, e.g. ``track``: the ``trackcom`` camera that the Gymnasium
   XMLs of HalfCheetah, Hopper, Walker2d, Ant and Humanoid define (closer, from the side).
 
-A camera of the model named ``follow`` or ``free`` is shadowed by these meanings.
+A camera of the model named ``follow`` or ``free`` is shadowed by these meanings. The camera is a
+feature of ``task.make_env``: ``gymnasium.make`` of an id renders as Gymnasium does (the ``free``
+view).
 """
 
 from __future__ import annotations
