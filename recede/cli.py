@@ -172,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="draw states, actions and planning times to a PNG at PATH")
     run.add_argument("--video", metavar="PATH.mp4", default=None,
                      help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
+    run.add_argument("--camera", metavar="NAME", default=None,
+                     help="with --video: the camera to film from: 'follow' tracks the robot (the "
+                          "default, but for reacher), 'free' is the environment's fixed view (the "
+                          "default for reacher), or a camera of the model by name (e.g. 'track' on "
+                          "HalfCheetah, Hopper, Walker2d, Ant, Humanoid); a wrong name lists the "
+                          "task's cameras")
     run.add_argument("--model", metavar="DIR", default=None,
                      help="plan on a learned ensemble (a checkpoint from 'recede train-model' or "
                           "'recede pets') instead of the task's own model; act in the real env")
@@ -351,6 +357,14 @@ def _cmd_run(args) -> int:
                           f"use a MuJoCo task (e.g. cartpole-swingup-mj)")
     if args.video and not args.video.lower().endswith(".mp4"):
         raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
+    if args.camera is not None:
+        if not args.video:
+            raise _UsageError(f"argument --camera: needs --video PATH.mp4 (the camera films the "
+                              f"video), got --camera {args.camera!r} without it")
+        cameras = task.cameras()
+        if args.camera not in cameras:
+            raise _UsageError(f"argument --camera: unknown camera {args.camera!r} for {task.name}; "
+                              f"its cameras: {', '.join(cameras)}")
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
     spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps, horizon=args.horizon,
@@ -383,7 +397,8 @@ def _cmd_run(args) -> int:
         ) as bar, _BarClock(bar) as clock:
             clock.started()
             episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
-                                  on_step=lambda t, env: on_step(t, bar, env), on_ready=clock.ready)
+                                  camera=args.camera, on_step=lambda t, env: on_step(t, bar, env),
+                                  on_ready=clock.ready)
         log, problem = episode.log, episode.problem
 
         dynamics = problem.dynamics
@@ -434,7 +449,7 @@ def _cmd_run(args) -> int:
     if args.plot:
         rows.append(("plot", args.plot))
     if args.video:
-        rows.append(("video", args.video))
+        rows.append(("video", f"{args.video} (camera: {args.camera or task.default_camera})"))
     if hasattr(dynamics, "diverged_total"):
         rows.append(("diverged", f"{dynamics.diverged_total} of {dynamics.rollouts_total} "
                                  f"rollouts (cost +inf, planning carried on)"))

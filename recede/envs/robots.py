@@ -240,6 +240,8 @@ class GymTask:
     now count as diverged. Normal running here stays below 52.
     success: ``"survive"`` (no termination in the episode), ``"reach"`` (Reacher: the fingertip
     ends within ``reach_tolerance`` of the target) or ``None`` (judge by the return).
+    default_camera: the camera frames come from unless told (see :mod:`recede.envs.camera`):
+    ``follow`` tracks the robot, ``free`` is the env's own fixed view (Reacher's frames its arena).
     """
 
     name: str
@@ -254,6 +256,7 @@ class GymTask:
     max_speed: float | None = 100.0
     planner_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     planner_horizons: dict[str, int] = field(default_factory=dict)
+    default_camera: str = "follow"
 
     def horizon_for(self, planner: str) -> int:
         """The default horizon for ``planner`` (``planner_horizons``, else ``horizon``)."""
@@ -264,10 +267,24 @@ class GymTask:
         """Whether the task's env renders frames (every Gymnasium MuJoCo robot does)."""
         return True
 
-    def make_env(self, render_mode: str | None = None, **kwargs):
+    def make_env(self, render_mode: str | None = None, *, camera: str | None = None, **kwargs):
+        """The Gymnasium env (``gym.make(gym_id, render_mode, **kwargs)``). camera: where
+        ``render()`` draws frames from, one of :meth:`cameras` (default: the task's
+        ``default_camera``); needs a frame ``render_mode`` (``"rgb_array"``, ``"depth_array"``)."""
         import gymnasium as gym
 
-        return gym.make(self.gym_id, render_mode=render_mode, **kwargs)
+        from recede.envs.camera import with_camera
+
+        env = gym.make(self.gym_id, render_mode=render_mode, **kwargs)
+        return with_camera(env, camera, self.default_camera, self.name)
+
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras ``make_env(camera=...)`` accepts: ``follow``, ``free`` and the model's own
+        named cameras (see :mod:`recede.envs.camera`)."""
+        from recede.envs.camera import camera_names
+
+        with self._env() as env:
+            return camera_names(env.unwrapped.model)
 
     @contextlib.contextmanager
     def _env(self):
@@ -378,7 +395,7 @@ _register(GymTask(
 _register(GymTask(
     name="reacher", gym_id="Reacher-v5",
     description="Bring the two-link arm's fingertip to a random target (Gymnasium, 50 steps).",
-    make_cost=_reacher, horizon=15, episode_steps=50, success_rule="reach",
+    make_cost=_reacher, horizon=15, episode_steps=50, success_rule="reach", default_camera="free",
     sensors=(("fingertip", "mjSENS_FRAMEPOS", "mjOBJ_XBODY", "fingertip"),
              ("target", "mjSENS_FRAMEPOS", "mjOBJ_XBODY", "target")),
     planner_defaults={"cem": {"samples": 200, "iterations": 4}, "random": {"samples": 500}, **GRADIENT_DEFAULTS},

@@ -82,6 +82,7 @@ class Task:
     asset: str | None = None  # MJCF path for tasks on MuJoCo (their env is MujocoTaskEnv)
     planner_horizons: dict[str, int] = field(default_factory=dict)  # where a planner wants its own
     swing_up: SwingUp | None = None
+    default_camera: str = "follow"  # the camera frames come from (see recede.envs.camera)
 
     def horizon_for(self, planner: str) -> int:
         """The default horizon for ``planner``: its own entry in ``planner_horizons``, else the
@@ -124,14 +125,34 @@ class Task:
         x0, spread = np.array(self.initial_state), np.array(self.initial_spread)
         return x0 + rng.uniform(-1.0, 1.0, size=x0.shape) * spread
 
-    def make_env(self, render_mode: str | None = None, **kwargs):
+    def make_env(self, render_mode: str | None = None, *, camera: str | None = None, **kwargs):
+        """The task's Gymnasium env. camera: where ``render()`` draws frames from, one of
+        :meth:`cameras` (default: the task's ``default_camera``); needs a frame ``render_mode``
+        (``"rgb_array"``, ``"depth_array"``) and a MuJoCo task."""
         if self.asset is not None:
+            from recede.envs.camera import with_camera
             from recede.envs.mujoco_env import MujocoTaskEnv
 
-            return MujocoTaskEnv(self, render_mode=render_mode, **kwargs)
+            env = MujocoTaskEnv(self, render_mode=render_mode, **kwargs)
+            return with_camera(env, camera, self.default_camera, self.name)
+        if camera is not None:
+            raise InvalidArgumentError(
+                f"camera applies to MuJoCo tasks; task {self.name!r} has no MuJoCo model to render, "
+                f"got camera={camera!r}")
         from recede.envs.env import TaskEnv
 
         return TaskEnv(self, render_mode=render_mode, **kwargs)
+
+    def cameras(self) -> tuple[str, ...]:
+        """The cameras ``make_env(camera=...)`` accepts: ``follow``, ``free`` and the model's own
+        named cameras (see :mod:`recede.envs.camera`); none without a MuJoCo model."""
+        if self.asset is None:
+            return ()
+        import mujoco
+
+        from recede.envs.camera import camera_names
+
+        return camera_names(mujoco.MjModel.from_xml_path(self.asset))
 
     @staticmethod
     def state_of(env) -> np.ndarray:

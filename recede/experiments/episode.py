@@ -177,17 +177,18 @@ class Episode:
 
 
 def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None,
-                on_step: Callable[[int, Any], None] | None = None, warm_up: bool = True,
-                on_ready: Callable[[], None] | None = None) -> Episode:
+                camera: str | None = None, on_step: Callable[[int, Any], None] | None = None,
+                warm_up: bool = True, on_ready: Callable[[], None] | None = None) -> Episode:
     """Run ``spec``: MPC with its planner on the task's model (or on ``model``, a learned
-    dynamics model, acting in the real env), judged by the task. ``on_step(t, env)`` runs after
-    every step (progress bars, video frames). ``warm_up``: plan once from the initial state with
-    a throw-away generator and take one step of the env with that plan's first action (the env
-    is reset with the episode's seed afterwards), so the planner's and the env's kernels are
-    compiled or loaded before the clock starts. ``on_ready()`` runs after the warm-up, just
-    before the first step (a progress bar starts its clock there)."""
+    dynamics model, acting in the real env), judged by the task. ``render_mode`` and ``camera``
+    go to ``task.make_env``. ``on_step(t, env)`` runs after every step (progress bars, video
+    frames). ``warm_up``: plan once from the initial state with a throw-away generator and take
+    one step of the env with that plan's first action (the env is reset with the episode's seed
+    afterwards), so the planner's and the env's kernels are compiled or loaded before the clock
+    starts. ``on_ready()`` runs after the warm-up, just before the first step (a progress bar
+    starts its clock there)."""
     task = get_task(spec.task)
-    env = task.make_env(render_mode=render_mode)
+    env = task.make_env(render_mode=render_mode, camera=camera)
     try:
         problem = (task.problem(spec.horizon) if model is None
                    else problem_for(task, spec.horizon, model, env_bounds(env)))

@@ -11,7 +11,7 @@ from recede.envs import GYM_TASKS, TASKS, GymTask, Task
 from recede.errors import InvalidArgumentError
 
 METHODS = ("dynamics", "cost", "problem", "make_env", "state_of", "observation", "judge",
-           "describe_success", "describe_termination", "horizon_for")
+           "describe_success", "describe_termination", "horizon_for", "cameras")
 
 
 @pytest.mark.parametrize("method", METHODS)
