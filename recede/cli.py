@@ -521,7 +521,8 @@ def _cmd_compare(args) -> int:
     for row in (head, *body):
         print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
     for name in done:
-        print(f"{name}: {_shown(options[name])}")
+        counted = f" ({len(runs[name])} of {len(args.seeds)} seeds)" if interrupted else ""
+        print(f"{name}{counted}: {_shown(options[name])}")
     if args.plot:
         print(f"plot: {args.plot}")
     if args.json:

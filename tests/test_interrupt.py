@@ -1,8 +1,10 @@
 """Ctrl-C keeps what was done: the Python API raises ``Interrupted`` (a KeyboardInterrupt) carrying
 the partial result, and the command line reports and writes it, then exits with status 130.
 
-The command-line tests send a real SIGINT to ``python -m recede`` once its progress output shows
-it is running, on tasks whose kernels are cached and tiny models, so each takes a few seconds.
+``run`` and ``train-model`` get a real SIGINT in a ``python -m recede`` subprocess once its
+progress output shows it is running (a task whose kernels are cached, a tiny model); ``pets`` and
+``compare`` run in-process with a KeyboardInterrupt raised at a known point, so the oracle is
+exact (which trials or runs completed).
 """
 
 from __future__ import annotations
@@ -242,7 +244,7 @@ def test_interrupted_run_prints_and_writes_the_steps_completed(tmp_path):
 def test_interrupted_train_model_saves_the_best_checkpoint_so_far(tmp_path):
     collect(get_task("double-integrator"), "random", 1, steps=60).save(tmp_path / "d.npz")
     run = _Running(["train-model", "d.npz", "--out", "m", "--task", "double-integrator",
-                    "--members", 2, "--hidden", 8, "--layers", 1, "--batch-size", 4,
+                    "--members", 2, "--hidden", 8, "--layers", 1,
                     "--epochs", 100000, "--patience", 100000, "--csv", "m.csv"], tmp_path)
     code, out, err = run.interrupt_when(lambda out, err: _progress(err, "100000") >= 3)
     assert code == 130, err
@@ -257,39 +259,69 @@ def test_interrupted_train_model_saves_the_best_checkpoint_so_far(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["d.npz", "m", "m.csv"]
 
 
-def test_interrupted_pets_writes_the_trials_completed(tmp_path):
-    run = _Running(["pets", "double-integrator", "--trials", 100000, "--steps", 4, "--horizon", 4,
-                    "--option", "samples=8", "--option", "iterations=1",
-                    "--model-option", "hidden=8", "--model-option", "layers=1",
-                    "--model-option", "members=2", "--model-option", "particles=2",
-                    "--train-option", "epochs=1", "--csv", "t.csv", "--out-model", "m",
-                    "--out-data", "all.npz"], tmp_path)
-    code, out, err = run.interrupt_when(lambda out, err: re.search(r"^\s+2\s+pets", out, re.M))
+class _InterruptOnCall:
+    """Wraps ``fn``; its call ``at`` raises KeyboardInterrupt (Ctrl-C at a known point)."""
+
+    def __init__(self, fn, at: int):
+        self.fn, self.at, self.calls = fn, at, 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.at:
+            raise KeyboardInterrupt
+        return self.fn(*args, **kwargs)
+
+
+def test_interrupted_pets_writes_the_trials_completed(capsys, tmp_path, monkeypatch):
+    import importlib
+
+    from recede.cli import main
+
+    pets_module = importlib.import_module("recede.policy_learning.pets")  # not the function pets
+
+    # two random episodes (trial 0), then trials 1 and 2; Ctrl-C in trial 3's episode
+    monkeypatch.setattr(pets_module, "episode", _InterruptOnCall(pets_module.episode, 5))
+    monkeypatch.chdir(tmp_path)
+    code = main(["pets", "double-integrator", "--trials", "10", "--steps", "4", "--horizon", "4",
+                 "--initial-episodes", "2", "--option", "samples=8", "--option", "iterations=1",
+                 "--model-option", "hidden=8", "--model-option", "layers=1",
+                 "--model-option", "members=2", "--model-option", "particles=2",
+                 "--train-option", "epochs=1", "--csv", "t.csv", "--out-model", "m",
+                 "--out-data", "all.npz"])
+    out, err = capsys.readouterr()
     assert code == 130, err
     with open(tmp_path / "t.csv") as f:
         rows = list(csv.DictReader(f))
-    trials = [int(r["trial"]) for r in rows]
-    assert trials == list(range(len(trials))) and len(trials) >= 3
+    assert [int(r["trial"]) for r in rows] == [0, 1, 2]
     data = TransitionDataset.load(tmp_path / "all.npz")
-    assert len(data) == int(rows[-1]["transitions"])  # the data of exactly those trials
+    assert len(data) == int(rows[-1]["transitions"]) == 4 * 4  # the episodes of those trials
     model = Ensemble.load(tmp_path / "m")
-    assert model.task == "double-integrator" and model.trained_epochs >= len(trials) - 1
-    assert f"interrupted after trial {trials[-1]}" in err
+    # refit before trial 3 ran (one epoch per fit) before its episode was interrupted
+    assert model.task == "double-integrator" and model.trained_epochs == 3
+    assert err == "recede: interrupted after trial 2; wrote csv t.csv, model m, data all.npz " \
+                  "for the trials completed\n"
     assert sorted(os.listdir(tmp_path)) == ["all.npz", "m", "t.csv"]
 
 
-def test_interrupted_compare_tabulates_the_runs_completed(tmp_path):
-    run = _Running(["compare", "double-integrator", "--planners", "cem", "--seeds", "0..9999",
-                    "--steps", 3, "--horizon", 4, "--option", "cem.samples=8",
-                    "--option", "cem.iterations=1", "--json", "c.json"], tmp_path)
-    code, out, err = run.interrupt_when(
-        lambda out, err: max([0] + [int(s) for s in re.findall(r"cem seed (\d+)", err)]) >= 3)
+def test_interrupted_compare_tabulates_the_runs_completed(capsys, tmp_path, monkeypatch):
+    import recede.experiments
+    from recede.cli import main
+
+    monkeypatch.setattr(recede.experiments, "run_episode",
+                        _InterruptOnCall(recede.experiments.run_episode, 4))
+    code = main(["compare", "double-integrator", "--planners", "random,cem", "--seeds", "0..2",
+                 "--steps", "3", "--horizon", "4", "--option", "cem.samples=8",
+                 "--option", "random.samples=8", "--json", str(tmp_path / "c.json"),
+                 "--no-progress"])
+    out, err = capsys.readouterr()
     assert code == 130, err
     record = json.loads((tmp_path / "c.json").read_text())
-    runs = record["runs"]["cem"]
-    assert record["interrupted"] is True and len(runs) >= 3
-    assert [r["seed"] for r in runs] == list(range(len(runs)))
-    assert record["table"][0]["runs"] == len(runs)
+    assert record["interrupted"] is True and list(record["runs"]) == ["random"]
+    runs = record["runs"]["random"]
+    assert [r["seed"] for r in runs] == [0, 1, 2] and len(record["table"]) == 1
+    assert record["table"][0]["runs"] == 3
     assert record["table"][0]["return_mean"] == pytest.approx(np.mean([r["return"] for r in runs]))
-    assert f"the {len(runs)} of 10000 runs completed" in out
-    assert sorted(os.listdir(tmp_path)) == ["c.json"]
+    assert "interrupted during cem seed 0: the table covers the 3 of 6 runs completed" in out
+    assert "random (3 of 3 seeds): samples=8" in out and "\ncem" not in out
+    assert err == "recede: interrupted\n"
+    assert os.listdir(tmp_path) == ["c.json"]
