@@ -20,7 +20,9 @@ from recede.controllers import (
 )
 from recede.costs import Cost, FunctionCost, QuadraticCost
 from recede.envs import Task, get_task, list_tasks
-from recede.errors import InvalidArgumentError, PlanningError, RecedeError, UnknownNameError
+from recede.errors import (
+    Interrupted, InvalidArgumentError, PlanningError, RecedeError, UnknownNameError,
+)
 from recede.models.base import Differentiable, Dynamics
 from recede.planners import (
     CEM, ICEM, ILQR, LQR, MCTS, MPPI, CEMConfig, DDPConfig, ICEMConfig, ILQRConfig, LQRConfig,
@@ -40,7 +42,7 @@ def __getattr__(name):
 
 __all__ = [
     "CEM", "CEMConfig", "Controller", "Cost", "DDPConfig", "Differentiable", "Dynamics",
-    "FunctionCost", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "InvalidArgumentError",
+    "FunctionCost", "ICEM", "ICEMConfig", "ILQR", "ILQRConfig", "Interrupted", "InvalidArgumentError",
     "IterLog", "LQR", "LQRConfig", "LQRController", "MCTS", "MCTSConfig", "MPC", "MPPI",
     "MPPIConfig", "MujocoDynamics", "Plan", "Planner", "PlanningError", "Policy", "Problem",
     "QuadraticCost", "RandomPolicy", "RandomShooting", "RandomShootingConfig", "RecedeError",

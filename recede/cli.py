@@ -8,7 +8,9 @@
 
 Exit status: 0 when the command finished (a run that fails its task's criterion included),
 2 on a bad argument (one ``recede: error: ...`` line on stderr, no traceback), 1 when planning
-itself failed, 130 when interrupted.
+itself failed, 130 when interrupted (Ctrl-C). An interrupted ``run``, ``compare``, ``pets`` or
+``train-model`` first reports and writes what it completed: the steps, runs, trials or the best
+checkpoint so far, each output marked as interrupted. Files are written only where a flag asks.
 """
 
 from __future__ import annotations
@@ -145,7 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Run PLANNER in a receding-horizon loop on TASK and print a summary. Planner options "
             "default to the task's defaults for that planner (see 'recede tasks'), then to the "
-            "planner's own defaults (see 'recede planners'); flags given here override both."
+            "planner's own defaults (see 'recede planners'); flags given here override both. "
+            "Ctrl-C prints the summary of the steps completed, writes the outputs asked for "
+            "of them, and exits with status 130."
         ),
     )
     run.add_argument("task", metavar="TASK",
@@ -167,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_option_flag(run)
     _add_loop_flags(run)
     run.add_argument("--json", metavar="PATH", default=None,
-                     help="write the run (summary, options and per-step log) as JSON to PATH")
+                     help="write the run (summary, options and per-step log) as JSON to PATH; "
+                          "after Ctrl-C, of the steps completed, with \"interrupted\": true")
     run.add_argument("--plot", metavar="PATH.png", default=None,
                      help="draw states, actions and planning times to a PNG at PATH")
     run.add_argument("--video", metavar="PATH.mp4", default=None,
@@ -189,8 +194,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="run several planners on the same seeds and tabulate them",
         description=(
             "Run each planner of PLANNERS in closed loop on TASK for every seed of SEEDS, print a "
-            "table (return, success rate, median and p99 planning time, samples per plan) and "
-            "draw a bar chart to a PNG. Planner options are the task's defaults, then --option."
+            "table (return, success rate, median and p99 planning time, samples per plan); "
+            "--plot draws it as a bar chart, --json writes it. Planner options are the task's "
+            "defaults, then --option. Ctrl-C tabulates the runs completed and exits with 130."
         ),
     )
     compare.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
@@ -202,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="set an option of one planner, e.g. mppi.temperature=0.3 (repeatable)")
     _add_loop_flags(compare)
     compare.add_argument("--plot", metavar="PATH.png", default=None,
-                         help="where to draw the bar chart (default: compare-TASK.png)")
+                         help="draw the table as a bar chart to a PNG at PATH")
     compare.add_argument("--json", metavar="PATH", default=None,
                          help="write every run's summary and the table as JSON to PATH")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -346,6 +352,7 @@ def _cmd_run(args) -> int:
     from tqdm import tqdm
 
     from recede.envs import get_task
+    from recede.errors import Interrupted
     from recede.experiments import episode_record, episode_spec, run_episode
     from recede.planners.base import check_positive_int
 
@@ -396,9 +403,14 @@ def _cmd_run(args) -> int:
             desc=f"{task.name} {args.planner}", unit="step", dynamic_ncols=True,
         ) as bar, _BarClock(bar) as clock:
             clock.started()
-            episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
-                                  camera=args.camera, on_step=lambda t, env: on_step(t, bar, env),
-                                  on_ready=clock.ready)
+            try:
+                episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
+                                      camera=args.camera, on_step=lambda t, env: on_step(t, bar, env),
+                                      on_ready=clock.ready)
+            except Interrupted as e:  # Ctrl-C: summarise and write the steps completed
+                episode = e.partial
+                if episode.log.steps == 0:
+                    raise
         log, problem = episode.log, episode.problem
 
         dynamics = problem.dynamics
@@ -434,7 +446,7 @@ def _cmd_run(args) -> int:
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
         ("seed", str(args.seed)),
-        ("steps", str(summary["steps"])),
+        ("steps", str(summary["steps"]) + (" (interrupted)" if log.interrupted else "")),
         ("return", f"{summary['return']:.4f}"),
         ("success", _success_text(task, log)),
         ("plan time", f"median {_fmt_ms(summary['plan_ms_median'])}, "
@@ -456,6 +468,9 @@ def _cmd_run(args) -> int:
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")
+    if log.interrupted:
+        print(f"{PROG}: interrupted after {log.steps} steps", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -484,41 +499,52 @@ def _cmd_compare(args) -> int:
                                  time_budget=time_budget, realtime=args.realtime)
                     for seed in args.seeds] for name in args.planners}
     options = {name: dict(specs[name][0].options) for name in args.planners}
-    plot_path = args.plot or f"compare-{task.name}.png"
-    if not plot_path.lower().endswith(".png"):
-        raise _UsageError(f"argument --plot: the path must end in .png, got {plot_path!r}")
+    if args.plot and not args.plot.lower().endswith(".png"):
+        raise _UsageError(f"argument --plot: the path must end in .png, got {args.plot!r}")
 
     outputs = []
     try:
-        plot_out = _AtomicFile(plot_path, "--plot")
-        outputs.append(plot_out)
+        plot_out = _AtomicFile(args.plot, "--plot") if args.plot else None
+        if plot_out:
+            outputs.append(plot_out)
         json_out = _AtomicFile(args.json, "--json") if args.json else None
         if json_out:
             outputs.append(json_out)
         runs: dict[str, list] = {n: [] for n in args.planners}
         horizons: dict[str, int] = {}
+        interrupted = None  # (planner, seed) of the run Ctrl-C cut short
         total = len(args.planners) * len(args.seeds) * min(steps, task.episode_steps)
         with tqdm(total=total, file=sys.stderr, disable=args.no_progress, desc=f"{task.name} compare",
                   unit="step", dynamic_ncols=True) as bar, _BarClock(bar) as clock:
-            for name in args.planners:
-                for spec in specs[name]:
-                    bar.set_postfix_str(f"{name} seed {spec.seed}")
-                    clock.started()
-                    episode = run_episode(spec, on_step=lambda t, env: bar.update(1),
-                                          on_ready=clock.ready)
-                    runs[name].append(episode.log)
-                horizons[name] = episode.problem.horizon
-        table = [dict(summarize(name, runs[name]), horizon=horizons[name]) for name in args.planners]
-        from recede.plotting import plot_comparison
+            try:
+                for name in args.planners:
+                    for spec in specs[name]:
+                        bar.set_postfix_str(f"{name} seed {spec.seed}")
+                        interrupted = (name, spec.seed)
+                        clock.started()
+                        episode = run_episode(spec, on_step=lambda t, env: bar.update(1),
+                                              on_ready=clock.ready)
+                        horizons[name] = episode.problem.horizon
+                        runs[name].append(episode.log)
+                interrupted = None
+            except KeyboardInterrupt:
+                if not any(runs.values()):
+                    raise  # nothing completed: nothing to tabulate
+        done = [name for name in args.planners if runs[name]]  # every planner, unless interrupted
+        table = [dict(summarize(name, runs[name]), horizon=horizons[name]) for name in done]
+        if plot_out:
+            from recede.plotting import plot_comparison
 
-        plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
-                                                    f"{steps} steps")
+            plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
+                                                        f"{steps} steps"
+                                                        + (" (interrupted)" if interrupted else ""))
         if json_out:
             record = {
                 "task": task.name, "seeds": args.seeds, "steps": steps, "horizons": horizons,
                 "deadline_ms": args.deadline_ms, "options": options, "table": table,
                 "runs": {n: [dict(seed=s, **log.summary()) for s, log in zip(args.seeds, runs[n])]
-                         for n in args.planners},
+                         for n in done},
+                "interrupted": interrupted is not None,
             }
             with open(json_out.tmp, "w", encoding="utf-8") as f:
                 json.dump(json_safe(record), f, allow_nan=False)
@@ -543,13 +569,22 @@ def _cmd_compare(args) -> int:
     widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
     print(f"{task.name}: {len(args.seeds)} seeds ({_seeds_text(args.seeds)}), {steps} steps"
           + (f", deadline {args.deadline_ms:g} ms" if args.deadline_ms else ""))
+    if interrupted:
+        completed = sum(len(r) for r in runs.values())
+        print(f"interrupted during {interrupted[0]} seed {interrupted[1]}: the table covers the "
+              f"{completed} of {len(args.planners) * len(args.seeds)} runs completed")
     for row in (head, *body):
         print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
-    for name in args.planners:
-        print(f"{name}: {_shown(options[name])}")
-    print(f"plot: {plot_path}")
+    for name in done:
+        counted = f" ({len(runs[name])} of {len(args.seeds)} seeds)" if interrupted else ""
+        print(f"{name}{counted}: {_shown(options[name])}")
+    if args.plot:
+        print(f"plot: {args.plot}")
     if args.json:
         print(f"json: {args.json}")
+    if interrupted:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 
@@ -652,8 +687,10 @@ def _add_model_commands(sub) -> None:
         description="Fit an ensemble of Gaussian MLPs to DATA (an .npz from 'recede collect', "
                     "'recede pets --out-data' or recede.data) and write a checkpoint directory "
                     "(weights.safetensors + model.json). With --task the model takes the task's "
-                    "dt, action bounds and angle dims; without, sizes and action bounds come "
-                    "from the data. An existing checkpoint at --out is resumed with --resume.")
+                    "dt, action bounds and angle dims (and records the task's name); without, "
+                    "sizes and action bounds come from the data. An existing checkpoint at --out "
+                    "is resumed with --resume or replaced with --force, never silently. Ctrl-C "
+                    "saves the best weights so far to --out and exits with status 130.")
     train.add_argument("data", metavar="DATA", help="dataset .npz")
     train.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
     train.add_argument("--task", default=None, help="task the model is for (dt, bounds, angles)")
@@ -673,6 +710,8 @@ def _add_model_commands(sub) -> None:
     train.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
     train.add_argument("--resume", action="store_true",
                        help="continue training the checkpoint at --out (its architecture wins)")
+    train.add_argument("--force", action="store_true",
+                       help="replace an existing checkpoint at --out with a new model")
     train.add_argument("--csv", metavar="PATH", default=None, help="per-epoch metrics as CSV")
     train.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     train.set_defaults(func=_cmd_train_model)
@@ -680,8 +719,10 @@ def _add_model_commands(sub) -> None:
     pets = sub.add_parser(
         "pets", help="PETS: collect, train an ensemble, plan on it in the real env, repeat",
         description="Run PETS on TASK: random episodes first, then TRIALS episodes of MPC on an "
-                    "ensemble refit to all data before each. Prints one line per trial and "
-                    "writes the trials as CSV and a learning curve as PNG.")
+                    "ensemble refit to all data before each. Prints one line per trial; writes "
+                    "the trials as CSV (--csv), a learning curve as PNG (--plot), the model and "
+                    "the data only where asked. Ctrl-C writes them for the trials completed and "
+                    "exits with status 130.")
     pets.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
     pets.add_argument("--trials", type=_positive_int, default=10, help="model-based trials (default: 10)")
     pets.add_argument("--seed", type=_non_negative_int, default=0, help="default: 0")
@@ -698,8 +739,8 @@ def _add_model_commands(sub) -> None:
     pets.add_argument("--steps", type=_positive_int, default=None, help="cut every episode after this many steps")
     pets.add_argument("--stop-on-success", action="store_true",
                       help="end after the first trial that meets the task's success criterion")
-    pets.add_argument("--csv", metavar="PATH", default=None, help="default: pets-TASK-sSEED.csv")
-    pets.add_argument("--plot", metavar="PATH.png", default=None, help="default: pets-TASK-sSEED.png")
+    pets.add_argument("--csv", metavar="PATH", default=None, help="write the trials as CSV here")
+    pets.add_argument("--plot", metavar="PATH.png", default=None, help="draw the learning curve here")
     pets.add_argument("--out-model", metavar="DIR", default=None, help="write the final model here")
     pets.add_argument("--out-data", metavar="PATH.npz", default=None, help="write all data here")
     pets.set_defaults(func=_cmd_pets)
@@ -710,11 +751,55 @@ def _load_model(path: str, task=None):
 
     model = Ensemble.load(path)
     if task is not None:
-        d = task.dynamics()
-        if (model.nx, model.nu) != (d.nx, d.nu):
-            raise _UsageError(f"argument --model: {path} has nx={model.nx}, nu={model.nu} but task "
-                              f"{task.name!r} has nx={d.nx}, nu={d.nu}")
+        _check_model_task(model, path, task, "--model")
     return model
+
+
+def _check_model_task(model, path: str, task, flag: str) -> None:
+    """Refuse a model of another system for ``task``: the task recorded in its checkpoint (if
+    any), then nx and nu, dt and the action bounds (a bound the model leaves infinite is
+    unspecified and passes)."""
+    d = task.dynamics()
+    if model.task is not None and model.task != task.name:
+        raise _UsageError(f"argument {flag}: {path} is a model of task {model.task!r}, not "
+                          f"{task.name!r}")
+    if (model.nx, model.nu) != (d.nx, d.nu):
+        raise _UsageError(f"argument {flag}: {path} has nx={model.nx}, nu={model.nu} but task "
+                          f"{task.name!r} has nx={d.nx}, nu={d.nu}")
+    retrain = "" if model.task is not None else f" (retrain it with --task {task.name})"
+    if not math.isclose(model.dt, float(d.dt), rel_tol=1e-9):
+        raise _UsageError(f"argument {flag}: {path} has dt={model.dt:g} but task {task.name!r} has "
+                          f"dt={float(d.dt):g}{retrain}")
+    import numpy as np
+
+    for name, mine, theirs in (("action_low", model.action_low, d.action_low),
+                               ("action_high", model.action_high, d.action_high)):
+        mine, theirs = np.asarray(mine, dtype=float), np.asarray(theirs, dtype=float)
+        given = np.isfinite(mine)
+        if not np.allclose(mine[given], np.broadcast_to(theirs, mine.shape)[given], rtol=1e-9, atol=0.0):
+            raise _UsageError(f"argument {flag}: {path} has {name}={_vector(mine)} but task "
+                              f"{task.name!r} has {name}={_vector(theirs)}{retrain}")
+
+
+def _replaces_checkpoint(path: str, flag: str) -> bool:
+    """Whether writing a checkpoint to ``path`` replaces one. A directory holding anything but a
+    checkpoint's files is refused outright: saving swaps the whole directory out."""
+    from recede.models.ensemble import META, WEIGHTS
+
+    if not os.path.lexists(path):
+        return False
+    if os.path.isdir(path):
+        entries = set(os.listdir(path))
+        if not entries:
+            return False  # an empty directory: nothing to lose
+        if not entries <= {META, WEIGHTS}:
+            raise _UsageError(f"argument {flag}: {path!r} is a directory that is not a model "
+                              f"checkpoint; saving would replace all of it, so choose another path")
+    return True
+
+
+def _vector(a) -> str:
+    return "[" + ", ".join(f"{v:g}" for v in a) + "]"
 
 
 def _cmd_collect(args) -> int:
@@ -752,13 +837,21 @@ def _cmd_train_model(args) -> int:
     import numpy as np
 
     from recede.data import TransitionDataset
+    from recede.errors import Interrupted
     from recede.models.ensemble import Ensemble, TrainConfig
 
+    if not args.resume and _replaces_checkpoint(args.out, "--out") and not args.force:
+        raise _UsageError(f"argument --out: {args.out!r} already exists; pass --resume to continue "
+                          f"training it or --force to replace it")
     data = TransitionDataset.load(args.data)
     tc = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
                      holdout=args.holdout, patience=args.patience, seed=args.seed)
     if args.resume:
         model = Ensemble.load(args.out)
+        if args.task:
+            from recede.envs import get_task
+
+            _check_model_task(model, args.out, get_task(args.task), "--task")
         data.check_dims(model.nx, model.nu, where="model")
     else:
         options = dict(members=args.members, hidden=args.hidden, layers=args.layers,
@@ -778,33 +871,48 @@ def _cmd_train_model(args) -> int:
     if args.csv:
         _AtomicFile(args.csv, "--csv").discard()  # a bad path fails before training
     _AtomicFile(os.path.join(os.path.dirname(os.path.abspath(args.out)), ".probe"), "--out").discard()
-    fit = model.fit(data, tc, progress=not args.no_progress, csv_path=args.csv)
-    model.save(args.out)
+    try:
+        fit = model.fit(data, tc, progress=not args.no_progress, csv_path=args.csv)
+    except Interrupted as e:
+        fit = e.partial
+        if not fit.epochs:
+            print(f"{PROG}: interrupted before the first epoch ended; nothing saved", file=sys.stderr)
+            return 130
+    model.save(args.out)  # atomic: a second Ctrl-C leaves the previous checkpoint (or none)
     last = fit.epochs[-1]
+    ended = " (interrupted)" if fit.interrupted else " (stopped early)" if fit.stopped_early else ""
     print(f"{'model':<12}  {model!r}")
     print(f"{'data':<12}  {args.data} ({len(data)} transitions: {fit.train_rows} train, {fit.holdout_rows} held out)")
-    print(f"{'epochs':<12}  {len(fit.epochs)}{' (stopped early)' if fit.stopped_early else ''}, {fit.seconds:.1f} s")
+    print(f"{'epochs':<12}  {len(fit.epochs)}{ended}, {fit.seconds:.1f} s")
     print(f"{'train':<12}  nll {last.train_nll:.4f}, mse {last.train_mse:.5f}")
     elite_mse = np.mean([fit.best_holdout_mse[e] for e in fit.elites])
     print(f"{'held out':<12}  elites' mse {elite_mse:.5f} (normalised units), elites {list(fit.elites)}")
     print(f"{'checkpoint':<12}  {args.out}")
     if args.csv:
         print(f"{'metrics':<12}  {args.csv}")
+    if fit.interrupted:
+        print(f"{PROG}: interrupted after {len(fit.epochs)} epochs of this run; saved the best "
+              f"weights so far to {args.out}", file=sys.stderr)
+        return 130
     return 0
 
 
 def _cmd_pets(args) -> int:
     from recede.envs import get_task
-    from recede.policy_learning.pets import pets, plot_trials, write_trials_csv
+    from recede.errors import Interrupted
+    from recede.policy_learning.pets import pets
 
     task = get_task(args.task)
-    csv_path = args.csv or f"pets-{task.name}-s{args.seed}.csv"
-    png_path = args.plot or f"pets-{task.name}-s{args.seed}.png"
     popts = _parse_options(args.option, "--option", False)
     mopts = _parse_options(args.model_option, "--model-option", False)
     topts = _parse_options(args.train_option, "--train-option", False)
-    for path, flag in ((csv_path, "--csv"), (png_path, "--plot")):
-        _AtomicFile(path, flag).discard()  # bad paths fail before the trials
+    if args.out_data and not args.out_data.endswith(".npz"):
+        raise _UsageError(f"argument --out-data: the path must end in .npz, got {args.out_data!r}")
+    for path, flag in ((args.csv, "--csv"), (args.plot, "--plot"), (args.out_data, "--out-data")):
+        if path:
+            _AtomicFile(path, flag).discard()  # bad paths fail before the trials
+    if args.out_model:
+        _replaces_checkpoint(args.out_model, "--out-model")
     print(f"{'trial':>5}  {'policy':<6}  {'return':>10}  {'success':<7}  {'steps':>5}  "
           f"{'data':>6}  {'epochs':>6}  {'mse':>8}  {'plan ms':>8}  {'s':>6}", flush=True)
 
@@ -813,19 +921,45 @@ def _cmd_pets(args) -> int:
               f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
               f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", flush=True)
 
-    result = pets(task, args.trials, seed=args.seed, planner=args.planner, model_options=mopts,
-                  train_options=topts, planner_options_=popts, horizon=args.horizon,
-                  initial_episodes=args.initial_episodes, steps=args.steps,
-                  stop_on_success=args.stop_on_success, on_trial=on_trial)
-    write_trials_csv(csv_path, result.trials)
-    plot_trials(png_path, result.trials, title=f"PETS on {task.name} (seed {args.seed})")
-    if args.out_model:
-        result.model.save(args.out_model)
-    if args.out_data:
-        result.data.save(args.out_data)
+    try:
+        result = pets(task, args.trials, seed=args.seed, planner=args.planner, model_options=mopts,
+                      train_options=topts, planner_options_=popts, horizon=args.horizon,
+                      initial_episodes=args.initial_episodes, steps=args.steps,
+                      stop_on_success=args.stop_on_success, on_trial=on_trial)
+    except Interrupted as e:
+        result = e.partial
+        written = _write_pets_outputs(args, task, result)
+        done = [t.trial for t in result.trials]
+        print(f"{PROG}: interrupted " + (f"after trial {done[-1]}" if done else "before trial 0 ended")
+              + (f"; wrote {', '.join(written)} for the trials completed" if written else
+                 "; nothing written"), file=sys.stderr)
+        return 130
+    written = _write_pets_outputs(args, task, result)
     first = result.first_success()
-    print(f"first success: {'none' if first is None else f'trial {first}'}; csv {csv_path}; plot {png_path}")
+    print(f"first success: {'none' if first is None else f'trial {first}'}"
+          + "".join(f"; {w}" for w in written))
     return 0
+
+
+def _write_pets_outputs(args, task, result) -> list[str]:
+    """The outputs asked for, of the trials in ``result`` (all of them, or those an interrupt
+    left): one 'what PATH' entry per file written."""
+    from recede.policy_learning.pets import plot_trials, write_trials_csv
+
+    written = []
+    if args.csv and result.trials:
+        write_trials_csv(args.csv, result.trials)
+        written.append(f"csv {args.csv}")
+    if args.plot and result.trials:
+        plot_trials(args.plot, result.trials, title=f"PETS on {task.name} (seed {args.seed})")
+        written.append(f"plot {args.plot}")
+    if args.out_model and result.model is not None and result.model.trained_epochs:
+        result.model.save(args.out_model)
+        written.append(f"model {args.out_model}")
+    if args.out_data and result.data is not None and len(result.data):
+        result.data.save(args.out_data)
+        written.append(f"data {args.out_data}")
+    return written
 
 
 def _fail(message: str, code: int) -> int:

@@ -18,3 +18,19 @@ class UnknownNameError(InvalidArgumentError, KeyError):
 
 class PlanningError(RecedeError, RuntimeError):
     """A planner could not produce a plan (e.g. every candidate diverged)."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) stopped a long loop; ``partial`` holds what the loop had finished.
+
+    A :class:`KeyboardInterrupt`, so it propagates like any Ctrl-C (``except Exception`` does not
+    swallow it). ``partial`` is what the interrupted function would have returned, covering the
+    work completed before the interrupt and marked ``interrupted=True`` where the type has the
+    field: a :class:`~recede.controllers.RunLog` from ``run_closed_loop``, an ``Episode`` from
+    ``run_episode``, a ``FitResult`` from ``Ensemble.fit`` (the model keeps its best held-out
+    weights so far), a ``PETSResult`` from ``pets``.
+    """
+
+    def __init__(self, partial=None):
+        super().__init__()
+        self.partial = partial

@@ -135,7 +135,8 @@ def test_pets_cli_writes_csv_plot_model_and_data(capsys, tmp_path, monkeypatch):
         capsys, "pets", "double-integrator", "--trials", 1, "--steps", 4, "--horizon", 4,
         "--option", "samples=8", "--option", "iterations=1", "--model-option", "hidden=8",
         "--model-option", "layers=1", "--model-option", "particles=2", "--train-option", "epochs=1",
-        "--out-model", "m", "--out-data", "all.npz")
+        "--out-model", "m", "--out-data", "all.npz", "--csv", "pets-double-integrator-s0.csv",
+        "--plot", "pets-double-integrator-s0.png")
     assert code == 0, err
     assert sorted(os.listdir(tmp_path)) == ["all.npz", "m", "pets-double-integrator-s0.csv",
                                            "pets-double-integrator-s0.png"]

@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 
 from recede.controllers.base import Controller
-from recede.errors import InvalidArgumentError
+from recede.errors import Interrupted, InvalidArgumentError
 from recede.planners.base import check_positive_int
 
 
@@ -22,7 +22,8 @@ class RunLog:
     (``-`` the task's running cost for recede tasks); plan_times: (T,) seconds spent choosing
     each step's action (``run_closed_loop``: in ``act``; ``recede.experiments``: in the planner,
     NaN at steps that applied a stored plan); success: the task's criterion (None if the
-    environment reports none).
+    environment reports none); interrupted: Ctrl-C stopped the run, and the log holds the steps
+    completed before it.
     """
 
     states: np.ndarray
@@ -33,6 +34,7 @@ class RunLog:
     terminated: bool
     plan_samples: tuple = ()  # (T,) sequences evaluated by each step's plan, None where none ran
     plan_status: tuple = ()  # (T,) each step's plan status value ("deadline", ...), None where none
+    interrupted: bool = False
 
     @property
     def deadline_hits(self) -> int:
@@ -67,6 +69,7 @@ class RunLog:
             "return": self.total_return,
             "success": self.success,
             "terminated": self.terminated,
+            "interrupted": self.interrupted,
             "plan_ms_median": self.plan_ms_median,
             "plan_ms_p99": self.plan_ms_p99,
         }
@@ -127,6 +130,9 @@ def run_closed_loop(
     the control period ``dt`` (seconds; default the env's ``dt``), sleeping the rest, as a real
     robot would. on_step(t): called after every step (progress bars). ``plan_times`` logs the
     seconds spent in ``act`` at each step.
+
+    Ctrl-C during the loop raises :class:`~recede.errors.Interrupted` (a ``KeyboardInterrupt``)
+    whose ``partial`` is the log of the steps completed, with ``interrupted=True``.
     """
     if steps is not None:
         check_positive_int("steps", steps)
@@ -136,33 +142,42 @@ def run_closed_loop(
     states, actions, rewards, times = [np.asarray(state_fn(env), dtype=np.float64).copy()], [], [], []
     success, terminated = None, False
     t, deadline = 0, time.perf_counter()
-    while steps is None or t < steps:
-        t0 = time.perf_counter()
-        u = np.asarray(controller.act(states[-1]), dtype=np.float64)
-        times.append(time.perf_counter() - t0)
-        _, r, terminated, truncated, info = env.step(u)
-        actions.append(u)
-        rewards.append(float(r))
-        states.append(np.asarray(state_fn(env), dtype=np.float64).copy())
-        success = info.get("success", success)
-        t += 1
-        if on_step is not None:
-            on_step(t)
-        if pace:
-            deadline += period
-            rest = deadline - time.perf_counter()
-            if rest > 0:
-                time.sleep(rest)
-            else:
-                deadline = time.perf_counter()
-        if terminated or truncated:
-            break
     nu = int(np.prod(env.action_space.shape))
-    return RunLog(
-        states=np.array(states),
-        actions=np.array(actions).reshape(-1, nu),
-        rewards=np.array(rewards),
-        plan_times=np.array(times, dtype=np.float64),
-        success=None if success is None else bool(success),
-        terminated=bool(terminated),
-    )
+
+    def log(n: int, interrupted: bool = False) -> RunLog:
+        return RunLog(
+            states=np.array(states[: n + 1]),
+            actions=np.array(actions[:n]).reshape(-1, nu),
+            rewards=np.array(rewards[:n]),
+            plan_times=np.array(times[:n], dtype=np.float64),
+            success=None if success is None else bool(success),
+            terminated=bool(terminated),
+            interrupted=interrupted,
+        )
+
+    try:
+        while steps is None or t < steps:
+            t0 = time.perf_counter()
+            u = np.asarray(controller.act(states[-1]), dtype=np.float64)
+            times.append(time.perf_counter() - t0)
+            _, r, done, truncated, info = env.step(u)
+            actions.append(u)
+            rewards.append(float(r))
+            terminated, success = done, info.get("success", success)
+            states.append(np.asarray(state_fn(env), dtype=np.float64).copy())  # the step is done
+            t += 1
+            if on_step is not None:
+                on_step(t)
+            if pace:
+                deadline += period
+                rest = deadline - time.perf_counter()
+                if rest > 0:
+                    time.sleep(rest)
+                else:
+                    deadline = time.perf_counter()
+            if terminated or truncated:
+                break
+    except KeyboardInterrupt as e:
+        # the steps whose state was logged; a step cut short leaves at most its action behind
+        raise Interrupted(log(len(states) - 1, interrupted=True)).with_traceback(e.__traceback__) from None
+    return log(len(states) - 1)

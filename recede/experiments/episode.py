@@ -29,7 +29,7 @@ import numpy as np
 
 from recede.controllers import MPC, Controller, RunLog, run_closed_loop
 from recede.envs import get_task
-from recede.errors import InvalidArgumentError
+from recede.errors import Interrupted, InvalidArgumentError
 from recede.planners.base import check_positive_int
 from recede.planners.registry import make_planner, planner_config, planner_options
 from recede.problem import Problem
@@ -147,16 +147,20 @@ class PlanRecorder:
         return u
 
     def into(self, log: RunLog) -> RunLog:
-        """``log`` with the planner's times, samples and statuses in place of ``act``'s times."""
-        return dataclasses.replace(log, plan_times=np.array(self.plan_times, dtype=np.float64),
-                                   plan_samples=tuple(self.samples), plan_status=tuple(self.status))
+        """``log`` with the planner's times, samples and statuses in place of ``act``'s times
+        (of its ``log.steps`` steps: an interrupted run may have planned one step more)."""
+        n = log.steps
+        return dataclasses.replace(log, plan_times=np.array(self.plan_times[:n], dtype=np.float64),
+                                   plan_samples=tuple(self.samples[:n]),
+                                   plan_status=tuple(self.status[:n]))
 
 
 def run_controller(task, env, controller: Controller, *, seed: int | None, steps: int | None = None,
                    pace: bool = False, dt: float | None = None,
                    on_step: Callable[[int], None] | None = None) -> RunLog:
     """Run ``controller`` in ``env`` (an env of ``task``) from ``env.reset(seed=seed)`` and judge
-    the episode by the task's criterion (``task.judge``) where the env reported none."""
+    the episode by the task's criterion (``task.judge``) where the env reported none. Ctrl-C
+    raises :class:`~recede.errors.Interrupted` with the unjudged log of the steps completed."""
     task = get_task(task)
     log = run_closed_loop(env, controller, steps=steps, seed=seed, pace=pace, dt=dt, on_step=on_step,
                           state_fn=task.state_of)
@@ -186,7 +190,11 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
     one step of the env with that plan's first action (the env is reset with the episode's seed
     afterwards), so the planner's and the env's kernels are compiled or loaded before the clock
     starts. ``on_ready()`` runs after the warm-up, just before the first step (a progress bar
-    starts its clock there)."""
+    starts its clock there).
+
+    Ctrl-C once the loop runs raises :class:`~recede.errors.Interrupted` whose ``partial`` is the
+    Episode of the steps completed (``log.interrupted`` set, not judged); before it (while
+    building or warming up), a plain ``KeyboardInterrupt``."""
     task = get_task(spec.task)
     env = task.make_env(render_mode=render_mode, camera=camera)
     try:
@@ -201,9 +209,13 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
             env.step(np.asarray(warm.actions[0]))  # the loop below resets with the seed again
         if on_ready is not None:
             on_ready()
-        log = run_controller(task, env, recorder, seed=spec.seed, steps=spec.steps,
-                             pace=spec.realtime, dt=float(problem.dynamics.dt),
-                             on_step=None if on_step is None else (lambda t: on_step(t, env)))
+        try:
+            log = run_controller(task, env, recorder, seed=spec.seed, steps=spec.steps,
+                                 pace=spec.realtime, dt=float(problem.dynamics.dt),
+                                 on_step=None if on_step is None else (lambda t: on_step(t, env)))
+        except Interrupted as e:
+            partial = Episode(spec=spec, log=recorder.into(e.partial), problem=problem)
+            raise Interrupted(partial).with_traceback(e.__traceback__) from None
     finally:
         env.close()
     return Episode(spec=spec, log=recorder.into(log), problem=problem)

@@ -42,9 +42,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from recede._io import atomic_directory, atomic_file
+from recede._io import atomic_directory, atomic_file, deferred_interrupt
 from recede._options import OptionEnum, as_enum
-from recede.errors import InvalidArgumentError
+from recede.errors import Interrupted, InvalidArgumentError
 from recede.models.base import as_actions, as_bound, as_state, as_trajectory, broadcast_x0
 
 FORMAT = "recede.Ensemble/1"
@@ -208,6 +208,7 @@ class FitResult:
     train_rows: int
     holdout_rows: int
     seconds: float
+    interrupted: bool = False  # Ctrl-C stopped the fit; ``epochs`` are the ones completed
 
 
 def gaussian_nll(mean: torch.Tensor, logvar: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -274,17 +275,23 @@ class Ensemble:
     ``Ensemble(nx, nu, dt=..., action_low=..., action_high=..., members=5, ...)`` or with an
     :class:`EnsembleConfig`. Train with :meth:`fit` on a :class:`~recede.data.TransitionDataset`,
     save with :meth:`save`, load with :meth:`Ensemble.load`. ``seed`` initialises the weights
-    and the particles' random stream (reset it with :meth:`reseed`).
+    and the particles' random stream (reset it with :meth:`reseed`). ``task``: the name of the
+    task the model is for, if any (recorded in the checkpoint, so that ``recede run --model``
+    can refuse it for another task). ``interrupted``: the last :meth:`fit` was stopped by Ctrl-C
+    (the weights are its best held-out ones by then).
     """
 
     parallel_rollouts = True  # torch uses the cores: planners' Numba kernels stay on one thread
 
     def __init__(self, nx: int, nu: int, *, dt: float = 1.0, action_low=None, action_high=None,
-                 config: EnsembleConfig | None = None, seed: int = 0, state_names=None, **options):
+                 config: EnsembleConfig | None = None, seed: int = 0, state_names=None,
+                 task: str | None = None, **options):
         _check_int("nx", nx)
         _check_int("nu", nu)
         _check_float("dt", dt, strict=True)
         _check_int("seed", seed, 0)
+        if task is not None and not isinstance(task, str):
+            raise InvalidArgumentError(f"task must be a task name or None, got {task!r}")
         self.config = config or EnsembleConfig(**options)
         if config is not None and options:
             raise InvalidArgumentError(f"pass either config or options, got both ({sorted(options)})")
@@ -297,6 +304,7 @@ class Ensemble:
         self.action_high = self._bound("action_high", action_high, np.inf)
         self.angle_dims = c.angle_dims
         self.state_names = tuple(state_names) if state_names is not None else None
+        self.task = task
         self._plain = np.array([i for i in range(nx) if i not in c.angle_dims], dtype=np.int64)
         self._angles = np.array(c.angle_dims, dtype=np.int64)
         self.d_in = nx + len(c.angle_dims) + nu
@@ -311,6 +319,7 @@ class Ensemble:
         self.out_std = torch.ones(self.d_out)
         self.elites: tuple[int, ...] = tuple(range(c.n_elites))
         self.trained_epochs = 0
+        self.interrupted = False
         self.train_config: TrainConfig | None = None
         self._optimizer: torch.optim.Optimizer | None = None
         self._fold()
@@ -610,6 +619,11 @@ class Ensemble:
         resumes after :meth:`load` and PETS refits on a growing dataset. The normalisers are
         refit to the dataset every call. Returns the per-epoch metrics; ``csv_path`` writes
         them as CSV (atomically, after every epoch). Deterministic given ``config.seed``.
+
+        Ctrl-C stops it cleanly: each member gets the weights of its best completed epoch, the
+        elites are chosen as at a normal end, ``interrupted`` is set on the model, and
+        :class:`~recede.errors.Interrupted` is raised with the FitResult of the completed epochs
+        (``interrupted=True``), so the caller can still save the model.
         """
         if config is not None and options:
             raise InvalidArgumentError(f"pass either config or options, got both ({sorted(options)})")
@@ -661,7 +675,7 @@ class Ensemble:
         ref = best.clone()
         snapshot = [p.detach().clone() for p in net.parameters()]
         logs: list[EpochLog] = []
-        stale, stopped = 0, False
+        stale, stopped, interrupt = 0, False, None
         bar = None
         if progress:
             from tqdm import tqdm
@@ -698,20 +712,21 @@ class Ensemble:
                 # some member beat its best by more than min_improvement (relative)
                 better = mse < best
                 significant = (ref - mse) / torch.clamp(ref.abs(), min=1e-12) > tc.min_improvement
-                with torch.no_grad():
+                # the epoch counts whole or not at all: a Ctrl-C here waits for the bookkeeping
+                with deferred_interrupt(), torch.no_grad():
                     for p, s in zip(net.parameters(), snapshot):
                         if p.shape[0] == E and p.dim() == 3:  # per-member tensors
                             s[better] = p.detach()[better]
                         elif better.any():
                             s.copy_(p.detach())
-                best = torch.where(better, mse, best)
-                ref = torch.where(significant, mse, ref)
-                stale = 0 if significant.any() else stale + 1
-                self.trained_epochs += 1
-                logs.append(EpochLog(epoch=self.trained_epochs, train_nll=tot_nll / batches,
-                                     train_mse=tot_mse / batches, holdout_nll=float(h_nll.mean()),
-                                     holdout_mse=float(mse.mean()), improved=int(significant.sum()),
-                                     seconds=time.perf_counter() - t0))
+                    best = torch.where(better, mse, best)
+                    ref = torch.where(significant, mse, ref)
+                    stale = 0 if significant.any() else stale + 1
+                    self.trained_epochs += 1
+                    logs.append(EpochLog(epoch=self.trained_epochs, train_nll=tot_nll / batches,
+                                         train_mse=tot_mse / batches, holdout_nll=float(h_nll.mean()),
+                                         holdout_mse=float(mse.mean()), improved=int(significant.sum()),
+                                         seconds=time.perf_counter() - t0))
                 if csv_path is not None:
                     write_metrics_csv(csv_path, logs)
                 if bar is not None:
@@ -720,20 +735,29 @@ class Ensemble:
                 if n_hold and stale >= tc.patience:
                     stopped = True
                     break
+        except KeyboardInterrupt as e:
+            interrupt = e  # an epoch cut short is dropped: back to the completed epochs' best
         finally:
             if bar is not None:
                 bar.close()
         with torch.no_grad():
-            if n_hold:
+            if n_hold or interrupt is not None:
                 for p, s in zip(net.parameters(), snapshot):
                     p.copy_(s)
         final = self._member_mse(Xeval, Yeval)
         self.elites = tuple(int(i) for i in torch.argsort(final)[: c.n_elites].sort().values)
         self.train_config = tc
+        self.interrupted = interrupt is not None
         self._fold()
-        return FitResult(epochs=tuple(logs), best_holdout_mse=tuple(float(v) for v in final),
-                         elites=self.elites, stopped_early=stopped, train_rows=nt,
-                         holdout_rows=n_hold, seconds=time.perf_counter() - started)
+        result = FitResult(epochs=tuple(logs), best_holdout_mse=tuple(float(v) for v in final),
+                           elites=self.elites, stopped_early=stopped, train_rows=nt,
+                           holdout_rows=n_hold, seconds=time.perf_counter() - started,
+                           interrupted=interrupt is not None)
+        if interrupt is not None:
+            if csv_path is not None and logs:
+                write_metrics_csv(csv_path, logs)  # in case the Ctrl-C cut the last write short
+            raise Interrupted(result).with_traceback(interrupt.__traceback__) from None
+        return result
 
     def _member_eval(self, X, Y, chunk=8192):
         mse = torch.zeros(self.config.members, dtype=torch.float64)
@@ -798,10 +822,12 @@ class Ensemble:
             "action_low": [_json_float(v) for v in self.action_low],
             "action_high": [_json_float(v) for v in self.action_high],
             "state_names": None if self.state_names is None else list(self.state_names),
+            "task": self.task,
             "seed": self.seed,
             "config": self.config.to_json(),
             "elites": list(self.elites),
             "trained_epochs": self.trained_epochs,
+            "interrupted": self.interrupted,
             "train_config": None if self.train_config is None else dataclasses.asdict(self.train_config),
             "weights_sha256": hashlib.sha256(blob).hexdigest(),
             "versions": _versions(),
@@ -851,7 +877,8 @@ class Ensemble:
             model = cls(int(meta["nx"]), int(meta["nu"]), dt=float(meta["dt"]),
                         action_low=[_from_json_float(v) for v in meta["action_low"]],
                         action_high=[_from_json_float(v) for v in meta["action_high"]],
-                        config=config, seed=int(meta["seed"]), state_names=meta.get("state_names"))
+                        config=config, seed=int(meta["seed"]), state_names=meta.get("state_names"),
+                        task=meta.get("task"))  # absent from checkpoints before it was recorded
         except (TypeError, ValueError) as e:
             raise InvalidArgumentError(f"{mpath}: invalid model description: {e}") from None
         try:
@@ -887,6 +914,7 @@ class Ensemble:
         model.out_mean, model.out_std = tensors["norm.out_mean"], tensors["norm.out_std"]
         model.elites = tuple(elites)
         model.trained_epochs = int(meta.get("trained_epochs", 0))
+        model.interrupted = meta.get("interrupted") is True
         tcfg = meta.get("train_config")
         if tcfg:
             try:

@@ -21,10 +21,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from recede._io import atomic_file
+from recede._io import atomic_file, deferred_interrupt
 from recede.controllers import MPC, RandomPolicy
 from recede.data import TransitionDataset
-from recede.errors import InvalidArgumentError
+from recede.errors import Interrupted, InvalidArgumentError
 from recede.experiments import check_options, env_bounds, layer_options, problem_for, run_controller
 from recede.models.ensemble import Ensemble, TrainConfig
 from recede.planners.base import check_positive_int
@@ -118,7 +118,7 @@ def model_for(task, *, seed: int = 0, **options) -> Ensemble:
     options.setdefault("angle_dims", angle_dims)
     return Ensemble(dyn.nx, dyn.nu, dt=float(dyn.dt), action_low=dyn.action_low,
                     action_high=dyn.action_high, seed=seed,
-                    state_names=getattr(dyn, "state_names", None), **options)
+                    state_names=getattr(dyn, "state_names", None), task=task.name, **options)
 
 
 @dataclass(frozen=True)
@@ -165,6 +165,11 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
     model is refit (continuing from its weights) on all data before every trial; ``seed`` seeds
     the episodes (trial ``i`` resets with ``seed * 1000 + i``), the model and the planner.
     ``stop_on_success``: end after the first trial that meets the task's criterion.
+
+    Ctrl-C raises :class:`~recede.errors.Interrupted` whose ``partial`` is the PETSResult of the
+    trials completed: their logs, the data of their episodes (or, during the random episodes,
+    of those completed), and the model (as its last fit left it; a fit cut short keeps its best
+    weights so far).
     """
     check_positive_int("trials", trials)
     d = pets_defaults(task)
@@ -196,7 +201,9 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
                        success=any(bool(s) for s in ok) if any(s is not None for s in ok) else None,
                        steps=nsteps, transitions=len(data), epochs=0, holdout_mse=math.nan,
                        train_s=0.0, plan_ms_median=math.nan, seconds=time.perf_counter() - t0)
-        result.trials.append(rec)
+        with deferred_interrupt():  # a trial's log and its data join the result together
+            result.trials.append(rec)
+            result.data = data
         if on_trial is not None:
             on_trial(rec)
         problem = problem_for(task, h, model, env_bounds(env))
@@ -215,14 +222,19 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
                            holdout_mse=float(np.mean([fit.best_holdout_mse[e] for e in fit.elites])),
                            train_s=train_s, plan_ms_median=log.plan_ms_median,
                            seconds=time.perf_counter() - t0)
-            result.trials.append(rec)
+            with deferred_interrupt():
+                result.trials.append(rec)
+                result.data = data
             if on_trial is not None:
                 on_trial(rec)
             if stop_on_success and log.success:
                 break
+    except KeyboardInterrupt as e:
+        if result.data is None and parts:  # during the random episodes
+            result.data = TransitionDataset.concatenate(parts)
+        raise Interrupted(result).with_traceback(e.__traceback__) from None
     finally:
         env.close()
-    result.data = data
     return result
 
 
