@@ -35,15 +35,42 @@ def advertised(task_name: str, planner: str) -> bool:
     return planner in task.planner_defaults or planner in ("ilqr", "ddp")
 
 
+def margins(task, states, dt: float) -> tuple[float | None, float | None]:
+    """How far from failing a run is, by the task's hold criterion: ``slack`` seconds between
+    settling into the success band for good and the start of the judged window (negative: it
+    settled too late), and ``band``, the largest |error| / tolerance inside the window (above 1:
+    it left the band). (None, None) for tasks judged otherwise."""
+    import numpy as np
+
+    crit = getattr(task, "success", None)
+    if not hasattr(crit, "tolerances"):
+        return None, None
+    err = states[:, list(crit.dims)] - np.array(crit.targets)
+    err = np.where(np.array(crit.angles), np.angle(np.exp(1j * err)), err)
+    ratio = np.max(np.abs(err) / np.array(crit.tolerances), axis=1)  # (T+1,)
+    n = crit.hold_steps(dt)
+    band = float(ratio[-(n + 1):].max())
+    outside = np.flatnonzero(ratio > 1.0)
+    settle = 0 if outside.size == 0 else int(outside[-1]) + 1  # first step of the final stay
+    window = states.shape[0] - 1 - n
+    return (window - settle) * dt, band
+
+
 def run_cell(task_name: str, planner: str, seed: int) -> dict:
+    from recede.envs import get_task
     from recede.experiments import episode_spec, run_episode
 
     start = time.perf_counter()
     episode = run_episode(episode_spec(task_name, planner, {}, seed=seed))
     log = episode.log
+    slack, band = margins(get_task(task_name), log.states, float(episode.problem.dynamics.dt))
     return {"task": task_name, "planner": planner, "seed": seed, "success": bool(log.success),
             "return": float(log.total_return), "final_state": [float(v) for v in log.states[-1]],
-            "seconds": time.perf_counter() - start}
+            "slack_s": slack, "band": band, "seconds": time.perf_counter() - start}
+
+
+def _num(v) -> str:
+    return "n/a" if v is None else f"{v:.2f}"
 
 
 def _write(path: str, cells: list[dict]) -> None:
@@ -81,11 +108,15 @@ def main() -> int:
                     _write(args.out, cells)
                 mark = "ok " if cell["success"] else "NO "
                 print(f"  {task_name:20s} {planner:6s} seed {seed:2d}  {mark} return {cell['return']:9.2f}"
+                      f"  slack {_num(cell.get('slack_s'))} s  band {_num(cell.get('band'))}"
                       f"  {cell['seconds']:6.1f} s", flush=True)
             rows.append((task_name, planner))
 
     print()
-    print(f"{'task':22s} {'planner':8s} {'successes':>10s}  failing seeds")
+    print("slack: seconds between settling into the success band for good and the start of the")
+    print("judged window (the least over the successful seeds); band: the largest |error| / tolerance")
+    print("inside the window (the most over the successful seeds; 1 is the edge).")
+    print(f"{'task':22s} {'planner':8s} {'successes':>10s}  {'slack s':>7s}  {'band':>5s}  failing seeds")
     worst = None
     for task_name, planner in rows:
         mine = [c for c in cells if c["task"] == task_name and c["planner"] == planner
@@ -93,7 +124,11 @@ def main() -> int:
         wins = sum(c["success"] for c in mine)
         failing = ",".join(str(c["seed"]) for c in sorted(mine, key=lambda c: c["seed"])
                            if not c["success"])
-        print(f"{task_name:22s} {planner:8s} {wins:>4d} / {len(mine):<4d}  {failing or '-'}")
+        ok = [c for c in mine if c["success"] and c.get("slack_s") is not None]
+        slack = min((c["slack_s"] for c in ok), default=None)
+        band = max((c["band"] for c in ok), default=None)
+        print(f"{task_name:22s} {planner:8s} {wins:>4d} / {len(mine):<4d}  {_num(slack):>7s}  "
+              f"{_num(band):>5s}  {failing or '-'}")
         worst = wins if worst is None else min(worst, wins)
     return 0
 
