@@ -1020,7 +1020,9 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
             break
         if fresh:
             _linearize_all(sys_id, p, dt, substeps, X, U, A, B, jwork)
-            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, not ddp, lx, lu, lxx,
+            # exact Hessian (angle residuals' curvature) for DDP, Gauss-Newton for iLQR, as
+            # quadratize(gauss_newton=mode is ILQR) in the loop
+            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, ddp, lx, lu, lxx,
                                     luu, lux)
             if ddp:
                 _second_order_analytic(sys_id, p, dt, substeps, X, U, eps, fxx, fux, fuu,
