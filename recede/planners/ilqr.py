@@ -613,9 +613,7 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
     if own is not None:
         return own(X, U)
     if needs_sensors(cost):
-        raise InvalidArgumentError(
-            f"cost {cost!r} reads sensor data; iLQR needs a cost of the state and action (or one "
-            f"with its own quadratize(X, U))")
+        raise InvalidArgumentError(_sensor_cost_message(cost))
     m = ndx + nu
     # rows per knot: base handled once; +e_i, -e_i (2m), +e_i+e_j for i < j (m(m-1)/2)
     pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
@@ -658,15 +656,23 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
     return lx, lu, lxx, luu, lux
 
 
+def _sensor_cost_message(cost) -> str:
+    return (f"iLQR/DDP need the cost's derivatives in the state and action, but cost {cost!r} "
+            f"reads sensor data computed inside the simulator's step, which they cannot "
+            f"differentiate (unless the cost has its own quadratize(X, U)); plan it with a "
+            f"sampling planner (cem, icem, mppi, random)")
+
+
 # ----------------------------------------------------------------------------------------------
 # The solver
 # ----------------------------------------------------------------------------------------------
 
 
 class ILQR:
-    """iLQR / DDP planner on a :class:`~recede.Problem` (module docstring).
+    """iLQR / DDP: gradient-based trajectory optimisation with box-constrained controls.
 
-    ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``: starts from the warm
+    Plans on a :class:`~recede.Problem` whose cost is a function of the state and action (the
+    module docstring says how). ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``: starts from the warm
     start's actions (clipped into the bounds) or from zero actions (clipped), rolled out from
     ``x0``. ``rng`` is accepted for the planner protocol and unused: the solver is deterministic.
     """
@@ -675,6 +681,8 @@ class ILQR:
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
         config = resolve_config(ILQRConfig, config, options)
+        if needs_sensors(problem.cost) and getattr(problem.cost, "quadratize", None) is None:
+            raise InvalidArgumentError(_sensor_cost_message(problem.cost))  # before any episode
         self.problem, self.config = problem, config
         dyn = problem.dynamics
         self.ndx, self._diff, self._integrate = _tangent(dyn)
