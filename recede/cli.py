@@ -80,6 +80,25 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
+def _plot_path(text: str) -> str:
+    """A --plot path whose extension names a format matplotlib writes here (png, pdf, svg)."""
+    from recede.errors import InvalidArgumentError
+    from recede.plotting import plot_format
+
+    try:
+        plot_format(text)
+    except InvalidArgumentError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _existing_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(
+            f"{'is a directory, not a file' if os.path.isdir(text) else 'no such file'}: {text!r}")
+    return text
+
+
 def _add_option_flag(parser) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                         help="set any planner option (see 'recede planners'), e.g. "
@@ -167,14 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--noise-std", type=float, default=None,
                      help="exploration std as a fraction of the action half-range (mppi)")
     run.add_argument("--beta", type=float, default=None,
-                     help="colour of the sampling noise, 1/f^beta (icem)")
+                     help="colour of the sampling noise, 1/f^beta (icem, mppi)")
     _add_option_flag(run)
     _add_loop_flags(run)
     run.add_argument("--json", metavar="PATH", default=None,
                      help="write the run (summary, options and per-step log) as JSON to PATH; "
                           "after Ctrl-C, of the steps completed, with \"interrupted\": true")
-    run.add_argument("--plot", metavar="PATH.png", default=None,
-                     help="draw states, actions and planning times to a PNG at PATH")
+    run.add_argument("--plot", metavar="PATH.png", default=None, type=_plot_path,
+                     help="draw states, actions and planning times to PATH (.png, .pdf or .svg)")
     run.add_argument("--video", metavar="PATH.mp4", default=None,
                      help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
     run.add_argument("--camera", metavar="NAME", default=None,
@@ -207,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--option", action="append", default=[], metavar="PLANNER.NAME=VALUE",
                          help="set an option of one planner, e.g. mppi.temperature=0.3 (repeatable)")
     _add_loop_flags(compare)
-    compare.add_argument("--plot", metavar="PATH.png", default=None,
-                         help="draw the table as a bar chart to a PNG at PATH")
+    compare.add_argument("--plot", metavar="PATH.png", default=None, type=_plot_path,
+                         help="draw the table as a bar chart to PATH (.png, .pdf or .svg)")
     compare.add_argument("--json", metavar="PATH", default=None,
                          help="write every run's summary and the table as JSON to PATH")
     compare.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -283,6 +302,40 @@ def _overrides(args, extra: dict | None = None) -> dict[str, Any]:
         if value is not None:
             options[dest] = value
     return options
+
+
+def _raw_options(items: list[str]) -> list[tuple[str, str]]:
+    """--option's ``NAME=VALUE`` items as typed: ``[(NAME, VALUE), ...]``."""
+    return [(key.strip(), value) for key, _, value in (item.partition("=") for item in items)]
+
+
+def _option_sources(args) -> dict[str, tuple[str, str]]:
+    """Planner option -> (the flag that set it, ``NAME=VALUE`` as given), the named flags winning."""
+    sources = {k: ("--option", f"{k}={v}") for k, v in _raw_options(args.option)}
+    for key, flag in _OPTION_FLAGS.items():
+        if getattr(args, key) is not None:
+            sources[key] = (flag, f"{key}={getattr(args, key)}")
+    return sources
+
+
+def _option_error(error: Exception, task, planner: str, overrides: dict, sources: dict) -> Exception:
+    """``error`` as raised while checking ``planner``'s options, or, when Python rather than
+    recede raised it (``float('abc')`` says nothing of where 'abc' came from), a usage error
+    naming the flag, option and value: each override is checked alone to find it."""
+    from recede.errors import RecedeError
+    from recede.experiments.episode import check_options, layer_options
+
+    if isinstance(error, RecedeError):
+        return error
+    for key, value in overrides.items():
+        try:
+            check_options(planner, layer_options(planner, task, {key: value}))
+        except (ValueError, TypeError) as e:
+            if isinstance(e, RecedeError):
+                return e
+            flag, given = sources.get(key, ("--option", f"{key}={value!r}"))
+            return _UsageError(f"argument {flag}: {given}: {e}")
+    return error
 
 
 def _time_budget(args) -> float | None:
@@ -374,8 +427,12 @@ def _cmd_run(args) -> int:
                               f"its cameras: {', '.join(cameras)}")
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
-    spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps, horizon=args.horizon,
-                        replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime)
+    try:
+        spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps,
+                            horizon=args.horizon, replan_every=args.replan_every,
+                            time_budget=time_budget, realtime=args.realtime)
+    except (ValueError, TypeError) as e:
+        raise _option_error(e, task, args.planner, overrides, _option_sources(args)) from None
     model = _load_model(args.model, task) if args.model else None
 
     outputs: list[_AtomicFile] = []
@@ -420,18 +477,13 @@ def _cmd_run(args) -> int:
                 json.dump(episode_record(episode), f, allow_nan=False)
                 f.write("\n")
         if plot_out:
-            from recede.plotting import plot_run
+            from recede.plotting import plot_format, plot_run
 
-            nx, nu = dynamics.nx, dynamics.nu
-            plot_run(
-                log, plot_out.tmp,
-                title=f"{task.name} / {args.planner} (seed {args.seed})",
-                state_names=tuple(getattr(dynamics, "state_names", None) or
-                                  (f"x{i}" for i in range(nx))),
-                action_names=tuple(getattr(dynamics, "action_names", None) or
-                                   (f"u{i}" for i in range(nu))),
-                dt=float(dynamics.dt),
-            )
+            on_model = f" on learned model {args.model}" if args.model else ""
+            plot_run(log, plot_out.tmp,
+                     title=f"{task.name} / {args.planner} (seed {args.seed}){on_model}",
+                     dt=float(dynamics.dt), success_band=_success_band(task, log, float(dynamics.dt)),
+                     format=plot_format(args.plot), **_plot_labels(task, dynamics))
         if video_out:
             _write_video(video_out.tmp, frames, fps=1.0 / float(dynamics.dt))
         for out in outputs:  # every output was drawn whole; only now do they appear
@@ -462,7 +514,7 @@ def _cmd_run(args) -> int:
         rows.append(("plot", args.plot))
     if args.video:
         rows.append(("video", f"{args.video} (camera: {args.camera or task.default_camera})"))
-    if hasattr(dynamics, "diverged_total"):
+    if getattr(dynamics, "diverged_total", 0):  # only when some did
         rows.append(("diverged", f"{dynamics.diverged_total} of {dynamics.rollouts_total} "
                                  f"rollouts (cost +inf, planning carried on)"))
     width = max(len(k) for k, _ in rows)
@@ -472,6 +524,42 @@ def _cmd_run(args) -> int:
         print(f"{PROG}: interrupted after {log.steps} steps", file=sys.stderr)
         return 130
     return 0
+
+
+def _plot_labels(task, dynamics) -> dict[str, tuple[str, ...]]:
+    """State and action names and units for plots: the planning model's, or the task's own
+    model's when the planning model (a learned one) names none."""
+    named = dynamics if getattr(dynamics, "action_names", None) else task.dynamics()
+    nx, nu = named.nx, named.nu
+    return dict(
+        state_names=tuple(getattr(named, "state_names", None) or (f"x{i}" for i in range(nx))),
+        action_names=tuple(getattr(named, "action_names", None) or (f"u{i}" for i in range(nu))),
+        state_units=tuple(getattr(named, "state_units", None) or ("",) * nx),
+        action_units=tuple(getattr(named, "action_units", None) or ("",) * nu),
+    )
+
+
+def _success_band(task, log, dt: float):
+    """``(t0, {state index: (low, high)})``: the band the task's hold criterion asks each judged
+    state to stay in over the episode's final hold window, or None (no such criterion, or a run
+    stopped before that window). An angle's band is drawn around the copy of its target nearest
+    the final state (the criterion wraps angles)."""
+    import numpy as np
+
+    from recede.envs.tasks import HoldCriterion
+
+    crit = getattr(task, "success", None)
+    states = np.asarray(log.states, dtype=np.float64)
+    steps = states.shape[0] - 1
+    start = task.episode_steps - crit.hold_steps(dt) if isinstance(crit, HoldCriterion) else steps
+    if start >= steps:
+        return None
+    bands = {}
+    for d, target, tol, angle in zip(crit.dims, crit.targets, crit.tolerances, crit.angles):
+        if angle:
+            target += 2.0 * math.pi * round((states[-1, d] - target) / (2.0 * math.pi))
+        bands[d] = (target - tol, target + tol)
+    return max(start, 0) * dt, bands
 
 
 def _cmd_compare(args) -> int:
@@ -494,13 +582,19 @@ def _cmd_compare(args) -> int:
                           f"({', '.join(args.planners)})")
     time_budget = _time_budget(args)
     # every planner's options and the loop's arguments are checked before the first run
-    specs = {name: [episode_spec(task, name, per_planner.get(name), seed=seed, steps=steps,
-                                 horizon=args.horizon, replan_every=args.replan_every,
-                                 time_budget=time_budget, realtime=args.realtime)
-                    for seed in args.seeds] for name in args.planners}
+    specs = {}
+    for name in args.planners:
+        try:
+            specs[name] = [episode_spec(task, name, per_planner.get(name), seed=seed, steps=steps,
+                                        horizon=args.horizon, replan_every=args.replan_every,
+                                        time_budget=time_budget, realtime=args.realtime)
+                           for seed in args.seeds]
+        except (ValueError, TypeError) as e:
+            sources = {k.partition(".")[2]: ("--option", f"{k}={v}")
+                       for k, v in _raw_options(args.option) if k.partition(".")[0] == name}
+            raise _option_error(e, task, name, per_planner.get(name, {}), sources) from None
     options = {name: dict(specs[name][0].options) for name in args.planners}
-    if args.plot and not args.plot.lower().endswith(".png"):
-        raise _UsageError(f"argument --plot: the path must end in .png, got {args.plot!r}")
+    # --plot's extension is checked by argparse (_plot_path)
 
     outputs = []
     try:
@@ -533,11 +627,12 @@ def _cmd_compare(args) -> int:
         done = [name for name in args.planners if runs[name]]  # every planner, unless interrupted
         table = [dict(summarize(name, runs[name]), horizon=horizons[name]) for name in done]
         if plot_out:
-            from recede.plotting import plot_comparison
+            from recede.plotting import plot_comparison, plot_format
 
             plot_comparison(table, plot_out.tmp, title=f"{task.name}: seeds {_seeds_text(args.seeds)}, "
                                                         f"{steps} steps"
-                                                        + (" (interrupted)" if interrupted else ""))
+                                                        + (" (interrupted)" if interrupted else ""),
+                            format=plot_format(args.plot))
         if json_out:
             record = {
                 "task": task.name, "seeds": args.seeds, "steps": steps, "horizons": horizons,
@@ -605,7 +700,12 @@ def _write_video(path: str, frames, fps: float) -> None:
 
 
 def _cmd_tasks(args) -> int:
+    import textwrap
+
     from recede.envs import get_task, list_tasks
+    from recede.errors import InvalidArgumentError
+    from recede.planners.registry import make_planner
+    from recede.problem import Problem
 
     for i, name in enumerate(list_tasks()):
         task = get_task(name)
@@ -625,27 +725,54 @@ def _cmd_tasks(args) -> int:
               f"  default horizon: {task.horizon} steps"
               + "".join(f" ({p}: {h})" for p, h in sorted(task.planner_horizons.items())))
         print(f"  success: {task.describe_success(names)}")
+        cost = task.cost(d)
+        refused: dict[str, list[str]] = {}  # why -> planners: listed only if they can plan here
         for planner, opts in sorted(task.planner_defaults.items()):
+            try:  # what `recede run` builds, without running it
+                make_planner(planner, Problem(d, cost, task.horizon_for(planner)), **opts)
+            except InvalidArgumentError as e:
+                refused.setdefault(" ".join(str(e).split()), []).append(planner)
+                continue
             shown = " ".join(f"{k}={v}" for k, v in opts.items())
             print(f"  {planner} defaults: {shown}")
+        for why, planners in refused.items():
+            print(textwrap.fill(f"{', '.join(planners)}: cannot plan this task: {why}", width=100,
+                                initial_indent="  ", subsequent_indent="    "))
     return 0
 
 
+def _summary(doc: str | None) -> str:
+    """The first sentence of a docstring as plain text (no reST roles or literals)."""
+    import re
+
+    text = " ".join((doc or "").strip().split("\n\n")[0].split())
+    text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", text)  # :class:`~recede.Problem`
+    text = text.replace("``", "")
+    match = re.match(r"(.+?\.)(\s|$)", text)
+    return match.group(1) if match else text
+
+
 def _cmd_planners(args) -> int:
+    import enum
+
     from recede.planners.registry import PLANNERS, planner_options
 
-    for i, name in enumerate(sorted(PLANNERS)):
+    print("Each planner's own defaults. A task may set its own for a planner ('recede tasks'")
+    print("lists them); flags and --option override both.")
+    for name in sorted(PLANNERS):
         cls, _ = PLANNERS[name]
-        doc = (cls.__doc__ or "").strip().splitlines()
-        summary = doc[0].split("``")[0].strip() if doc else ""
-        if i:
-            print()
+        summary = _summary(cls.__doc__)
+        print()
         print(f"{name}  ({cls.__name__}){': ' + summary if summary else ''}")
         options = planner_options(name)
         width = max((len(k) for k in options), default=0)
         for key, default in options.items():
             flag = f"  ({_OPTION_FLAGS[key]})" if key in _OPTION_FLAGS else ""
-            print(f"  {key:<{width}} = {default!r}{flag}")
+            if isinstance(default, enum.Enum):  # shown as typed: its value, and the choices
+                shown = f"{default.value!r}  (one of {', '.join(repr(e.value) for e in type(default))})"
+            else:
+                shown = repr(default)
+            print(f"  {key:<{width}} = {shown}{flag}")
     return 0
 
 
@@ -691,7 +818,7 @@ def _add_model_commands(sub) -> None:
                     "sizes and action bounds come from the data. An existing checkpoint at --out "
                     "is resumed with --resume or replaced with --force, never silently. Ctrl-C "
                     "saves the best weights so far to --out and exits with status 130.")
-    train.add_argument("data", metavar="DATA", help="dataset .npz")
+    train.add_argument("data", metavar="DATA", type=_existing_file, help="dataset .npz")
     train.add_argument("--out", metavar="DIR", required=True, help="checkpoint directory to write")
     train.add_argument("--task", default=None, help="task the model is for (dt, bounds, angles)")
     train.add_argument("--members", type=_positive_int, default=5, help="ensemble members (default: 5)")
@@ -740,7 +867,8 @@ def _add_model_commands(sub) -> None:
     pets.add_argument("--stop-on-success", action="store_true",
                       help="end after the first trial that meets the task's success criterion")
     pets.add_argument("--csv", metavar="PATH", default=None, help="write the trials as CSV here")
-    pets.add_argument("--plot", metavar="PATH.png", default=None, help="draw the learning curve here")
+    pets.add_argument("--plot", metavar="PATH.png", default=None, type=_plot_path,
+                      help="draw the learning curve here (.png, .pdf or .svg)")
     pets.add_argument("--out-model", metavar="DIR", default=None, help="write the final model here")
     pets.add_argument("--out-data", metavar="PATH.npz", default=None, help="write all data here")
     pets.set_defaults(func=_cmd_pets)
@@ -1000,6 +1128,10 @@ def _route_mujoco_warnings():
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:  # a bare `recede`: what it can do, on stderr, as for any missing argument
+        parser.print_help(sys.stderr)
+        return 2
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:  # --help, --version, or a bad argument already reported

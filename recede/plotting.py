@@ -4,9 +4,29 @@ from __future__ import annotations
 
 import os
 import tempfile
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
+
+from recede.errors import InvalidArgumentError
+
+# The file formats a plot may be written in, named by the path's extension.
+PLOT_FORMATS = ("png", "pdf", "svg")
+
+
+def plot_format(path) -> str:
+    """The format named by ``path``'s extension (one of ``PLOT_FORMATS``); any other raises.
+    Writers take it explicitly (``savefig(format=...)``): their temporary files end in .tmp."""
+    ext = os.path.splitext(os.fspath(path))[1].lower().lstrip(".")
+    if ext not in PLOT_FORMATS:
+        raise InvalidArgumentError(
+            f"the path must end in {', '.join('.' + f for f in PLOT_FORMATS[:-1])} or "
+            f".{PLOT_FORMATS[-1]}, got {os.fspath(path)!r}")
+    return ext
+
+
+def _label(name: str, unit: str) -> str:
+    return f"{name} [{unit}]" if unit else name
 
 
 def plot_run(
@@ -18,16 +38,27 @@ def plot_run(
     action_names: Sequence[str] | None = None,
     dt: float = 1.0,
     show_states: bool | None = None,
+    state_units: Sequence[str] | None = None,
+    action_units: Sequence[str] | None = None,
+    success_band: tuple[float, Mapping[int, tuple[float, float]]] | None = None,
+    format: str | None = None,
 ) -> None:
-    """Write a PNG of a :class:`~recede.controllers.RunLog` to ``path``.
+    """Draw a :class:`~recede.controllers.RunLog` to ``path``.
 
     One subplot per state (``states: (T+1, nx)``), one per action (``actions: (T, nu)``, drawn
     as held over each control period), and the planning time per step in ms (steps that applied
     a stored plan are left out), above it the cumulative return. ``show_states`` (default: when
-    ``nx + nu <= 12``) draws the state and action panels; robots leave them out. The x axis is time in seconds (step * ``dt``). Names default to
-    ``x0, x1, ...`` and ``u0, u1, ...``. The PNG is drawn to a temporary file next to ``path``
-    and renamed over it, so ``path`` never holds a partial image.
+    ``nx + nu <= 12``) draws the state and action panels; robots leave them out. The x axis is
+    time in seconds (step * ``dt``). Names default to ``x0, x1, ...`` and ``u0, u1, ...``;
+    units (``state_units``, ``action_units``, "" for none) go in brackets after them.
+    ``success_band``: ``(t0, {state index: (low, high)})``, the band each of those states must
+    stay in from time ``t0`` to the end, shaded on its panel. ``format``: png, pdf or svg
+    (default: ``path``'s extension, see :func:`plot_format`). The figure is drawn to a temporary
+    file next to ``path`` and renamed over it, so ``path`` never holds a partial image.
     """
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -39,10 +70,17 @@ def plot_run(
     nu = actions.shape[1] if actions.ndim == 2 else 0
     state_names = list(state_names) if state_names is not None else [f"x{i}" for i in range(nx)]
     action_names = list(action_names) if action_names is not None else [f"u{i}" for i in range(nu)]
+    state_units = list(state_units) if state_units is not None else [""] * nx
+    action_units = list(action_units) if action_units is not None else [""] * nu
     if len(state_names) != nx or len(action_names) != nu:
         raise ValueError(
             f"state_names and action_names must have {nx} and {nu} entries, "
             f"got {len(state_names)} and {len(action_names)}"
+        )
+    if len(state_units) != nx or len(action_units) != nu:
+        raise ValueError(
+            f"state_units and action_units must have {nx} and {nu} entries, "
+            f"got {len(state_units)} and {len(action_units)}"
         )
 
     t_states = np.arange(states.shape[0]) * dt
@@ -57,17 +95,23 @@ def plot_run(
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, 1, sharex=True, squeeze=False)[:, 0]
 
+    t0, bands = success_band if success_band is not None else (0.0, {})
     for i, name in enumerate(state_names):
         ax = axes[i]
         ax.plot(t_states, states[:, i], color="C0", lw=1.5)
-        ax.set_ylabel(name)
+        if i in bands:
+            low, high = bands[i]
+            ax.fill_between([t0, t_states[-1]], low, high, color="C2", alpha=0.2, lw=0,
+                            label="success band")
+            ax.legend(loc="upper right", fontsize="small", frameon=False)
+        ax.set_ylabel(_label(name, state_units[i]))
     for j, name in enumerate(action_names):
         ax = axes[nx + j]
         if T:
             # hold each action over its control period, drawing the last one to the end
             ax.step(np.append(t_steps, T * dt), np.append(actions[:, j], actions[-1, j]),
                     where="post", color="C1", lw=1.5)
-        ax.set_ylabel(name)
+        ax.set_ylabel(_label(name, action_units[j]))
     ax = axes[-2]
     rewards = np.asarray(log.rewards, dtype=np.float64)
     ax.plot(np.arange(1, T + 1) * dt, np.cumsum(rewards), color="C3", lw=1.5)
@@ -93,7 +137,7 @@ def plot_run(
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; match what a plain open would
         with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
+            fig.savefig(f, format=format, dpi=100)
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -103,10 +147,12 @@ def plot_run(
         raise
 
 
-def plot_comparison(rows, path, *, title: str = "") -> None:
+def plot_comparison(rows, path, *, title: str = "", format: str | None = None) -> None:
     """Bar chart of ``recede compare``'s table: success rate, mean return (with its std across
     seeds) and median planning time (p99 as a whisker), one bar per planner. Written whole to
-    ``path`` (the caller's temporary file)."""
+    ``path`` (the caller's temporary file) as ``format`` (png, pdf or svg; default: ``path``'s
+    extension)."""
+    format = plot_format(path) if format is None else format
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -138,4 +184,4 @@ def plot_comparison(rows, path, *, title: str = "") -> None:
     if title:
         fig.suptitle(title)
     with open(path, "wb") as f:
-        fig.savefig(f, format="png", dpi=100)
+        fig.savefig(f, format=format, dpi=100)

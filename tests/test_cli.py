@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import enum
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
-from recede.cli import main
+from recede.cli import build_parser, main
 from recede.envs import get_task, list_tasks
 from recede.planners.registry import PLANNERS, planner_options
+from recede.problem import Problem
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Small and short, so every closed-loop run here takes well under a second once compiled.
@@ -145,7 +149,58 @@ def test_planners_lists_every_planner_and_option(capsys):
     for name in PLANNERS:
         assert any(line.startswith(name + " ") for line in out.splitlines())
         for option, default in planner_options(name).items():
-            assert any(option in line and repr(default) in line for line in out.splitlines())
+            shown = repr(default.value if isinstance(default, enum.Enum) else default)
+            assert any(option in line and shown in line for line in out.splitlines())
+
+
+def test_planners_listing_is_plain_text(capsys):
+    code, out, err = run_cli(capsys, "planners")
+    assert code == 0 and err == ""
+    assert "`" not in out and ":class:" not in out  # no reST markup
+    assert not re.search(r"<\w+\.\w+: ", out)  # no enum reprs such as <Mode.DDP: 'ddp'>
+    modes = [line.split("=", 1)[1].strip() for line in out.splitlines() if line.split()[:1] == ["mode"]]
+    assert modes == ["'ddp'  (one of 'ilqr', 'ddp')", "'ilqr'  (one of 'ilqr', 'ddp')"]  # ddp, ilqr
+    heads = [line for line in out.splitlines() if line.split(None, 1)[:1] and line.split()[0] in PLANNERS]
+    assert len(heads) == len(PLANNERS)
+    assert all(line.endswith(".") for line in heads)  # whole first sentences, none cut mid-way
+    assert "recede tasks" in out.split("\n\n")[0]  # says where the tasks' own defaults are
+
+
+def test_every_planner_the_tasks_listing_advertises_builds(capsys):
+    """`recede tasks` lists a planner's defaults for a task exactly when that planner can be
+    built on the task's problem with them (what `recede run` does first)."""
+    from recede.errors import InvalidArgumentError
+    from recede.planners.registry import make_planner
+
+    code, out, err = run_cli(capsys, "tasks")
+    assert code == 0 and err == ""
+    blocks = {block.splitlines()[0].split()[0]: block for block in out.strip().split("\n\n")}
+    refused = set()
+    for name in list_tasks():
+        task = get_task(name)
+        d = task.dynamics()
+        cost = task.cost(d)
+        for planner, options in task.planner_defaults.items():
+            advertised = f"\n  {planner} defaults: " in blocks[name]
+            try:
+                make_planner(planner, Problem(d, cost, task.horizon_for(planner)), **options)
+                builds = True
+            except InvalidArgumentError:
+                builds = False
+                refused.add((name, planner))
+            assert advertised == builds, (name, planner)
+            if not builds:
+                assert planner in blocks[name] and "cannot plan this task" in blocks[name]
+    # the robots whose rewards read MuJoCo sensors: iLQR and DDP cannot differentiate them
+    assert {(t, p) for t in ("reacher", "ant", "humanoid") for p in ("ilqr", "ddp")} <= refused
+
+
+def test_gradient_planner_on_a_sensor_cost_says_why(capsys):
+    code, out, err = run_cli(capsys, "run", "reacher", "--planner", "ilqr", "--steps", "1",
+                             "--no-progress")
+    assert code == 2 and out == ""
+    assert err.startswith("recede: error: iLQR/DDP need the cost's derivatives")
+    assert "reads sensor data" in err and "sampling planner" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("planner, flags, expected", [
@@ -205,6 +260,19 @@ def test_compare_prints_a_table_and_draws_a_chart(capsys, tmp_path):
 def test_help_exits_zero(capsys):
     code, out, _ = run_cli(capsys, "run", "--help")
     assert code == 0 and "--planner" in out
+    beta = " ".join(out.split("  --beta BETA  ", 1)[1].split("--option")[0].split())
+    assert "icem" in beta and "mppi" in beta  # both sample coloured noise (see 'recede planners')
+    assert "beta" in planner_options("icem") and "beta" in planner_options("mppi")
+
+
+def test_bare_command_prints_the_usage_and_the_commands(capsys):
+    code, out, err = run_cli(capsys)
+    assert code == 2 and out == ""
+    assert err.startswith("usage: recede")
+    parser = build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    for name, sub in commands.items():
+        assert re.search(rf"^ +{re.escape(name)}\b", err, re.M), name
 
 
 KNOWN_TASKS = ", ".join(list_tasks()) + " (or their Gymnasium ids)"
@@ -230,7 +298,6 @@ RUN = ["run", "double-integrator", "--planner"]
     (RUN + ["cem", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
     (RUN + ["cem", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
     (["run"], "the following arguments are required: TASK"),
-    ([], "the following arguments are required: COMMAND"),
     (["bogus"], "argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'compare', 'collect', "
                 "'train-model', 'pets', 'tasks', 'planners')"),
     (RUN + ["mppi", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
@@ -255,7 +322,17 @@ RUN = ["run", "double-integrator", "--planner"]
     (["compare", "double-integrator", "--planners", "cem", "--option", "cem.samples=0"],
      "samples must be an integer >= 1, got 0"),
     (["compare", "double-integrator", "--plot", "chart.jpg"],
-     "argument --plot: the path must end in .png, got 'chart.jpg'"),
+     "argument --plot: the path must end in .png, .pdf or .svg, got 'chart.jpg'"),
+    (RUN + ["random", "--plot", "run.jpg"],
+     "argument --plot: the path must end in .png, .pdf or .svg, got 'run.jpg'"),
+    (RUN + ["random", "--plot", "run"], "argument --plot: the path must end in .png, .pdf or .svg, got 'run'"),
+    (["pets", "double-integrator", "--plot", "curve.gif"],
+     "argument --plot: the path must end in .png, .pdf or .svg, got 'curve.gif'"),
+    (["train-model", "no-such-data.npz", "--out", "m"], "argument DATA: no such file: 'no-such-data.npz'"),
+    (RUN + ["mppi", "--option", "covariance=abc"],
+     "argument --option: covariance=abc: could not convert string to float: 'abc'"),
+    (["compare", "double-integrator", "--planners", "cem,mppi", "--option", "mppi.covariance=abc"],
+     "argument --option: mppi.covariance=abc: could not convert string to float: 'abc'"),
 ])
 def test_bad_arguments(capsys, tmp_path, argv, message):
     json_path = tmp_path / "out.json"
@@ -268,15 +345,18 @@ def test_bad_arguments(capsys, tmp_path, argv, message):
 
 @pytest.mark.parametrize("flag", ["--json", "--plot"])
 def test_unwritable_output_path(capsys, tmp_path, flag):
-    missing = tmp_path / "no-such-dir" / "out.file"
+    name = "out.png" if flag == "--plot" else "out.file"  # a plot's extension names its format
+    missing = tmp_path / "no-such-dir" / name
     code, out, err = run_cli(capsys, *RUN, "random", *FAST, flag, str(missing))
     assert code == 2 and out == ""
     assert err == f"recede: error: argument {flag}: cannot write {str(missing)!r}: No such file or directory\n"
 
-    code, out, err = run_cli(capsys, *RUN, "random", *FAST, flag, str(tmp_path))
+    directory = tmp_path / "dir.png"
+    directory.mkdir()
+    code, out, err = run_cli(capsys, *RUN, "random", *FAST, flag, str(directory))
     assert code == 2 and out == ""
-    assert err == f"recede: error: argument {flag}: cannot write {str(tmp_path)!r}: it is a directory\n"
-    assert os.listdir(tmp_path) == []
+    assert err == f"recede: error: argument {flag}: cannot write {str(directory)!r}: it is a directory\n"
+    assert os.listdir(tmp_path) == ["dir.png"] and os.listdir(directory) == []
 
 
 def test_failure_during_run_leaves_no_partial_outputs(capsys, tmp_path, monkeypatch):
@@ -363,3 +443,78 @@ def test_run_mcts_with_its_options(capsys, tmp_path):
     code, out, err = run_cli(capsys, "run", "double-integrator", "--planner", "mcts", "--steps", "2",
                              "--option", "actions=[]", "--no-progress")
     assert code != 0 and "actions must be a non-empty sequence" in err
+
+
+MAGIC = {"png": PNG_SIGNATURE, "pdf": b"%PDF-", "svg": b"<?xml"}
+
+
+@pytest.mark.parametrize("ext", ["png", "pdf", "svg"])
+def test_plots_are_written_in_the_format_their_extension_names(capsys, tmp_path, ext):
+    run_plot, bars = tmp_path / f"run.{ext.upper() if ext == 'pdf' else ext}", tmp_path / f"bars.{ext}"
+    code, _, err = run_cli(capsys, *RUN, "random", *FAST, "--plot", str(run_plot))
+    assert code == 0, err
+    code, _, err = run_cli(capsys, "compare", "double-integrator", "--planners", "random", "--seeds", "0",
+                           "--steps", "2", "--horizon", "4", "--option", "random.samples=8",
+                           "--plot", str(bars), "--no-progress")
+    assert code == 0, err
+    for path in (run_plot, bars):
+        data = path.read_bytes()
+        assert data.startswith(MAGIC[ext]), (path, data[:16])
+        if ext == "svg":
+            assert b"<svg" in data[:1000]
+    assert sorted(os.listdir(tmp_path)) == sorted([run_plot.name, bars.name])  # no temporary files
+
+
+def test_run_plot_names_units_and_draws_the_success_band(capsys, tmp_path, monkeypatch):
+    import matplotlib
+    from matplotlib.axes import Axes
+
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # labels as <text>, searchable
+    bands = []
+    fill_between = Axes.fill_between
+
+    def spy(self, x, y1, y2=0, **kwargs):
+        bands.append((self, list(x), y1, y2))
+        return fill_between(self, x, y1, y2, **kwargs)
+
+    monkeypatch.setattr(Axes, "fill_between", spy)
+    task = get_task("pendulum-swingup")
+    path = tmp_path / "run.svg"
+    record, _ = run_json(capsys, tmp_path, "pendulum-swingup", "--planner", "random", "--samples", "8",
+                         "--horizon", "4", "--no-progress", "--plot", str(path))
+    assert record["steps"] == task.episode_steps  # the whole episode: its final window is judged
+    svg = path.read_text()
+    for label in ("theta [rad]", "theta_dot [rad/s]", "torque [N m]", "time [s]", "success band"):
+        assert label in svg, label
+    # the band of the task's hold criterion: |theta - 0| <= tol (wrapped) over the final hold_time
+    crit, dt = task.success, task.dynamics().dt
+    (axes, x, low, high), = bands  # one judged state
+    assert axes.get_ylabel() == "theta [rad]"
+    assert x[0] == pytest.approx((task.episode_steps - crit.hold_steps(dt)) * dt)
+    assert x[1] == pytest.approx(task.episode_steps * dt)
+    centre, final = 0.5 * (low + high), record["log"]["states"][-1][0]
+    assert high - low == pytest.approx(2 * crit.tolerances[0])
+    assert centre / (2 * np.pi) == pytest.approx(round(centre / (2 * np.pi)), abs=1e-12)  # 0 + 2 pi k
+    assert abs(centre - final) <= np.pi  # the copy of the target nearest the final angle
+
+
+def test_diverged_line_only_when_a_rollout_diverged(capsys, monkeypatch):
+    import recede.experiments
+
+    argv = ["run", "cartpole-swingup-mj", "--planner", "random", "--steps", "2", "--horizon", "4",
+            "--samples", "8", "--no-progress"]
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    assert "diverged" not in out  # the model counted no diverged rollout
+    run_episode = recede.experiments.run_episode
+
+    def diverging(*args, **kwargs):  # the same run, with the model reporting 3 diverged rollouts
+        episode = run_episode(*args, **kwargs)
+        episode.problem.dynamics.diverged_total = 3
+        return episode
+
+    monkeypatch.setattr(recede.experiments, "run_episode", diverging)
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 0, err
+    line = next(line for line in out.splitlines() if line.startswith("diverged"))
+    assert line.split()[1:3] == ["3", "of"]

@@ -240,16 +240,57 @@ def test_warm_started_resolve_takes_no_step():
     np.testing.assert_array_equal(again.actions, first.actions)
 
 
-def test_cartpole_swingup_fused_and_loop_agree_with_angle_costs():
+@pytest.mark.parametrize("mode", ["ilqr", "ddp"])
+def test_cartpole_swingup_fused_and_loop_agree_with_angle_costs(mode):
+    # away from the goal the angle residuals' curvature is negative: iLQR leaves it out of the
+    # cost Hessian, DDP keeps it, on both paths (the fused solve once had the two swapped)
     dyn = CartPole()
     cost = QuadraticCost([1.0, 5.0, 0.1, 0.1], [0.01], [10.0, 50.0, 1.0, 1.0], angle_dims=(1,))
     problem = Problem(dyn, cost, 60)
-    x0 = np.array([0.0, np.pi, 0.0, 0.0])
-    a = ILQR(problem, ILQRConfig(iterations=40)).plan(x0)
-    b = ILQR(problem, ILQRConfig(iterations=40, fused=False)).plan(x0)
-    assert a.iterations == b.iterations
-    np.testing.assert_allclose(a.cost, b.cost, rtol=1e-9)
+    x0 = np.array([0.0, 2.5, 0.0, 0.0])
+    a = ILQR(problem, ILQRConfig(iterations=40, mode=mode)).plan(x0)
+    b = ILQR(problem, ILQRConfig(iterations=40, mode=mode, fused=False)).plan(x0)
+    assert a.info["fused"] and not b.info["fused"]
+    assert a.iterations == b.iterations > 0
+    assert [t.step for t in a.trace] == [t.step for t in b.trace]
+    np.testing.assert_allclose([t.cost for t in a.trace], [t.cost for t in b.trace], rtol=1e-9)
     assert np.all(np.abs(a.actions) <= 10.0)
+
+
+# ---------------------------------------------------------------------------------- stationary starts
+
+
+def _cartpole_problem(H=40):
+    cost = QuadraticCost([1.0, 5.0, 0.1, 0.1], [0.01], [10.0, 50.0, 1.0, 1.0], angle_dims=(1,))
+    return Problem(CartPole(), cost, H)
+
+
+@pytest.mark.parametrize("mode, fused", [("ilqr", True), ("ilqr", False), ("ddp", True)])
+def test_a_stationary_start_that_is_no_minimum_is_left(mode, fused):
+    # hanging still under zero force: the gradient is zero and the Gauss-Newton model flat there
+    problem = _cartpole_problem()
+    x0 = np.array([0.0, np.pi, 0.0, 0.0])
+    U0 = np.zeros((problem.horizon, 1))
+    J0 = float(problem.cost(problem.dynamics.rollout(x0, U0[None]), U0[None])[0])
+    plan = ILQR(problem, mode=mode, fused=fused).plan(x0)
+    assert plan.iterations > 0 and "left it" in plan.info["stationary_start"]
+    assert plan.cost < 0.9 * J0
+    X = problem.dynamics.rollout(x0, np.asarray(plan.actions)[None])
+    assert plan.cost == pytest.approx(float(problem.cost(X, np.asarray(plan.actions)[None])[0]), rel=1e-9)
+    assert np.all(np.diff([t.cost for t in plan.trace]) <= 0.0)
+    assert np.abs(plan.actions).max() > 1.0
+    assert np.abs(np.asarray(plan.states)[:, 1] - np.pi).max() > 1.0  # the pole left the bottom
+    again = ILQR(problem, mode=mode, fused=fused).plan(x0)
+    np.testing.assert_array_equal(again.actions, plan.actions)  # the nudge is deterministic
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_stationary_start_at_the_minimum_stays(fused):
+    problem = _cartpole_problem()
+    plan = ILQR(problem, fused=fused).plan(np.zeros(4))  # upright at rest: cost 0, a minimum
+    assert plan.status is Status.CONVERGED and plan.iterations == 0 and plan.cost == 0.0
+    np.testing.assert_array_equal(plan.actions, 0.0)
+    assert "no lower cost" in plan.info["stationary_start"]
 
 
 # ---------------------------------------------------------------------------------- stops

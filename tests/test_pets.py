@@ -161,3 +161,35 @@ def test_problem_on_model_uses_the_tasks_cost_and_bounds():
     assert p.cost.angle_dims == (1,)  # wrapped like the task's own cost
     np.testing.assert_array_equal(p.action_high, [10.0])
     assert model_for(task).angle_dims == (1,)
+
+
+def test_run_on_a_learned_model_plots_the_tasks_names_and_says_so(capsys, tmp_path, monkeypatch):
+    import matplotlib
+
+    monkeypatch.setitem(matplotlib.rcParams, "svg.fonttype", "none")  # labels as <text>, searchable
+    task = get_task("pendulum-swingup")
+    model_for(task, members=2, hidden=8, layers=1, particles=2).save(tmp_path / "m")
+    code, out, err = run_cli(capsys, "run", "pendulum-swingup", "--model", tmp_path / "m", "--planner",
+                             "random", "--samples", 8, "--horizon", 4, "--steps", 3, "--no-progress",
+                             "--plot", tmp_path / "run.svg")
+    assert code == 0, err
+    svg = (tmp_path / "run.svg").read_text()
+    assert f"on learned model {tmp_path / 'm'}" in svg
+    for label in ("theta [rad]", "theta_dot [rad/s]", "torque [N m]"):  # the task's names and units
+        assert label in svg, label
+    assert ">u0<" not in svg and ">x0<" not in svg
+
+
+@pytest.mark.parametrize("ext, magic", [("png", PNG), ("pdf", b"%PDF-"), ("svg", b"<?xml")])
+def test_plot_trials_writes_the_format_its_extension_names(tmp_path, ext, magic):
+    from recede.errors import InvalidArgumentError
+    from recede.policy_learning.pets import TrialLog, plot_trials
+
+    trials = [TrialLog(trial=k, policy="pets", episode_return=-10.0 + k, success=k == 2, steps=5,
+                       transitions=5 * (k + 1), epochs=1, holdout_mse=0.1, train_s=0.0,
+                       plan_ms_median=1.0, seconds=0.1) for k in range(3)]
+    plot_trials(tmp_path / f"curve.{ext}", trials, title="t")
+    assert (tmp_path / f"curve.{ext}").read_bytes().startswith(magic)
+    with pytest.raises(InvalidArgumentError, match=r"must end in \.png, \.pdf or \.svg, got '.*curve\.jpg'"):
+        plot_trials(tmp_path / "curve.jpg", trials)
+    assert os.listdir(tmp_path) == [f"curve.{ext}"]  # nothing written for the refused one

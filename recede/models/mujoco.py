@@ -171,6 +171,8 @@ class MujocoDynamics:
         self.action_low = self._bound("action_low", low)
         self.action_high = self._bound("action_high", high)
         self.state_names = self._names()
+        self.state_units = self._units()
+        self.action_units = ("",) * m.nu  # ctrl's unit depends on the actuator (gear, gain)
         self.action_names = tuple(
             mujoco.mj_id2name(m, mujoco.mjtObj.mjOBJ_ACTUATOR, i) or f"u{i}" for i in range(m.nu)
         )
@@ -221,6 +223,22 @@ class MujocoDynamics:
             for k in range(nvj):
                 vn[va + k] = f"{name}_dot" if nvj == 1 else f"{name}_dot[{k}]"
         return tuple(qn + vn + [f"act{i}" for i in range(m.na)])
+
+    def _units(self) -> tuple[str, ...]:
+        """The unit of each state entry: slide joints m and m/s, hinges rad and rad/s, a free
+        joint's position m and angular velocity rad/s; quaternions and activations none."""
+        m = self.model
+        qu, vu = [""] * m.nq, [""] * m.nv
+        for j in range(m.njnt):
+            qa, va, jt = int(m.jnt_qposadr[j]), int(m.jnt_dofadr[j]), int(m.jnt_type[j])
+            if jt == _FREE:
+                qu[qa:qa + 3], vu[va:va + 6] = ["m"] * 3, ["m/s"] * 3 + ["rad/s"] * 3
+            elif jt == _BALL:
+                vu[va:va + 3] = ["rad/s"] * 3
+            else:
+                slide = jt == int(mujoco.mjtJoint.mjJNT_SLIDE)
+                qu[qa], vu[va] = ("m", "m/s") if slide else ("rad", "rad/s")
+        return tuple(qu + vu + [""] * m.na)
 
     def _sensor_slices(self) -> dict[str, slice]:
         m, out = self.model, {}

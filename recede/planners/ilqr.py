@@ -32,6 +32,12 @@ cost by at most ``tol_cost * |J|`` ("cost_change"); STALLED when ``reg`` passes 
 MAX_ITERATIONS; DEADLINE (``plan(..., deadline=)``). ``iterations`` counts the line searches
 run (a converged warm start reports 0); the trace has one :class:`ILQRLog` per iteration.
 
+Stationary starts: a solve that stops on the gradient test before its first step may sit on a
+stationary point that is not a minimum (the cart-pole hanging still under zero actions: the
+gradient is zero there and the Gauss-Newton model is flat). The solver then tries once more from
+the initial guess nudged by ``STATIONARY_NUDGE`` of the action range and returns that plan if it
+costs less; ``Plan.info["stationary_start"]`` says what happened.
+
 Feedback convention (as everywhere in recede): ``u = actions + k + K (x [-] states)``, with
 ``x [-] x_bar = dynamics.diff(x_bar, x)`` in tangent space (``ndx``) for models that define it.
 The returned plan's ``k`` is zero (its actions already include the last step) and ``K`` are the
@@ -48,7 +54,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numba
 import numpy as np
@@ -155,6 +161,10 @@ class ILQRLog:
     actual: float
     grad: float
 
+
+# A solve that stops at its initial guess on the gradient test is tried again from the guess
+# moved by this share of each action's half-range (ILQR._leave_stationary_start).
+STATIONARY_NUDGE = 0.01
 
 # Stop reasons, shared with the fused kernel.
 _RUNNING, _MAXITER, _GRAD, _EXPECTED, _CHANGE, _STALLED, _DEADLINE, _DIVERGED = range(8)
@@ -603,9 +613,7 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
     if own is not None:
         return own(X, U)
     if needs_sensors(cost):
-        raise InvalidArgumentError(
-            f"cost {cost!r} reads sensor data; iLQR needs a cost of the state and action (or one "
-            f"with its own quadratize(X, U))")
+        raise InvalidArgumentError(_sensor_cost_message(cost))
     m = ndx + nu
     # rows per knot: base handled once; +e_i, -e_i (2m), +e_i+e_j for i < j (m(m-1)/2)
     pairs = [(i, j) for i in range(m) for j in range(i + 1, m)]
@@ -648,15 +656,23 @@ def quadratize(cost, X, U, *, integrate=None, ndx: int | None = None, eps: float
     return lx, lu, lxx, luu, lux
 
 
+def _sensor_cost_message(cost) -> str:
+    return (f"iLQR/DDP need the cost's derivatives in the state and action, but cost {cost!r} "
+            f"reads sensor data computed inside the simulator's step, which they cannot "
+            f"differentiate (unless the cost has its own quadratize(X, U)); plan it with a "
+            f"sampling planner (cem, icem, mppi, random)")
+
+
 # ----------------------------------------------------------------------------------------------
 # The solver
 # ----------------------------------------------------------------------------------------------
 
 
 class ILQR:
-    """iLQR / DDP planner on a :class:`~recede.Problem` (module docstring).
+    """iLQR / DDP: gradient-based trajectory optimisation with box-constrained controls.
 
-    ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``: starts from the warm
+    Plans on a :class:`~recede.Problem` whose cost is a function of the state and action (the
+    module docstring says how). ``plan(x0, *, warm_start=None, rng=None, deadline=None) -> Plan``: starts from the warm
     start's actions (clipped into the bounds) or from zero actions (clipped), rolled out from
     ``x0``. ``rng`` is accepted for the planner protocol and unused: the solver is deterministic.
     """
@@ -665,6 +681,8 @@ class ILQR:
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
         config = resolve_config(ILQRConfig, config, options)
+        if needs_sensors(problem.cost) and getattr(problem.cost, "quadratize", None) is None:
+            raise InvalidArgumentError(_sensor_cost_message(problem.cost))  # before any episode
         self.problem, self.config = problem, config
         dyn = problem.dynamics
         self.ndx, self._diff, self._integrate = _tangent(dyn)
@@ -724,10 +742,43 @@ class ILQR:
         p = self.problem
         x0 = p.check_x0(x0)
         U = initial_actions(warm_start, self._low, self._high, p.horizon)
+        plan = self._run(x0, U, deadline)
+        if plan.iterations == 0 and plan.info["reason"] == "gradient":
+            plan = self._leave_stationary_start(x0, plan, deadline)
+        return plan
+
+    def _run(self, x0, U, deadline) -> Plan:
         if self.fused and deadline is None:  # analytic model: no rollout pool to share cores with
             return self._solve_fused(x0, U)
-        with kernel_threads(p.dynamics):
+        with kernel_threads(self.problem.dynamics):
             return self._solve(x0, U, deadline)
+
+    def _nudge(self, U) -> np.ndarray:
+        """``U`` moved by ``STATIONARY_NUDGE`` of each action's half-range (absolute where a bound
+        is infinite) at every knot, upwards unless that leaves the box (then downwards)."""
+        half = 0.5 * (self._high - self._low)
+        step = STATIONARY_NUDGE * np.where(np.isfinite(half), half, 1.0)
+        up = U + step
+        return np.where(up <= self._high, up, U - step)
+
+    def _leave_stationary_start(self, x0, plan: Plan, deadline) -> Plan:
+        """The solve stopped before its first step because the projected gradient at the initial
+        guess was already below ``tol_grad``. A minimum, or a stationary point that is not one
+        (the cart-pole hanging still under zero force: every first-order model sees a flat cost
+        there, and the Gauss-Newton one cannot see the negative curvature). Solve again from a
+        deterministic nudge of the guess (:meth:`_nudge`) and keep that plan only if it costs less
+        than the start by more than ``tol_cost``; ``Plan.info["stationary_start"]`` says which."""
+        c = self.config
+        if deadline is not None and time.perf_counter() >= deadline:
+            note = "zero gradient at the initial guess; no time left to try a nudged start"
+            return replace(plan, info={**plan.info, "stationary_start": note})
+        nudged = self._run(x0, self._nudge(np.array(plan.actions)), deadline)
+        if nudged.cost < plan.cost - c.tol_cost * abs(plan.cost):
+            note = (f"zero gradient at the initial guess (cost {plan.cost:.6g}); left it from a "
+                    f"start nudged by {STATIONARY_NUDGE:g} of the action range")
+            return replace(nudged, info={**nudged.info, "stationary_start": note})
+        note = "zero gradient at the initial guess; a nudged start found no lower cost (a minimum)"
+        return replace(plan, info={**plan.info, "stationary_start": note})
 
     def _solve(self, x0, U, deadline) -> Plan:
         p, c = self.problem, self.config
@@ -977,7 +1028,9 @@ def _solve_analytic_quadratic(sys_id, p, dt, substeps, Q, R, Qf, diagonal, x_goa
             break
         if fresh:
             _linearize_all(sys_id, p, dt, substeps, X, U, A, B, jwork)
-            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, not ddp, lx, lu, lxx,
+            # exact Hessian (angle residuals' curvature) for DDP, Gauss-Newton for iLQR, as
+            # quadratize(gauss_newton=mode is ILQR) in the loop
+            quadratic_derivs_kernel(X, U, Q, R, Qf, x_goal, u_goal, is_angle, ddp, lx, lu, lxx,
                                     luu, lux)
             if ddp:
                 _second_order_analytic(sys_id, p, dt, substeps, X, U, eps, fxx, fux, fuu,

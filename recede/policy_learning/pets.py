@@ -252,10 +252,15 @@ def write_trials_csv(path: str, trials) -> None:
 
 
 def plot_trials(path: str, trials, *, title: str = "", target: float | None = None) -> None:
-    """A PNG learning curve: each trial's return (successful trials marked), atomically."""
+    """A learning curve: each trial's return (successful trials marked), atomically, in the
+    format ``path``'s extension names (png, pdf or svg; see :func:`recede.plotting.plot_format`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
+    from recede.plotting import plot_format
+
+    fmt = plot_format(path)  # before drawing: the temporary file's name hides the extension
 
     fig = Figure(figsize=(6, 3.5), dpi=100)
     FigureCanvasAgg(fig)
@@ -276,4 +281,4 @@ def plot_trials(path: str, trials, *, title: str = "", target: float | None = No
     ax.grid(alpha=0.3)
     fig.tight_layout()
     with atomic_file(path, "plot") as tmp:
-        fig.savefig(tmp, format="png")
+        fig.savefig(tmp, format=fmt)

@@ -663,3 +663,18 @@ def test_bad_parameters(make, message):
 def test_parameters_are_keyword_only():
     with pytest.raises(TypeError):
         Pendulum(1.0)
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_units_name_every_entry_consistently(name):
+    m, _ = make_system(name)
+    units = dict(zip(m.state_names, m.state_units))
+    assert len(m.state_units) == m.nx and len(m.action_units) == m.nu
+    assert all(m.state_units) and all(m.action_units)  # every analytic entry has a unit
+    for i in m.angle_dims:
+        assert m.state_units[i] == "rad"
+    for n, unit in units.items():  # a rate is its quantity per second
+        if n.endswith("_dot"):
+            assert unit == units[n[:-4]] + "/s"
+    if name == "double_integrator":  # p -> v -> a: one more 1/s each
+        assert m.state_units == ("m", "m", "m/s", "m/s") and m.action_units == ("m/s^2", "m/s^2")

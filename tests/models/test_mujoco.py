@@ -99,6 +99,14 @@ def test_state_layout(free):
     np.testing.assert_array_equal(free.state_of(d), x)
 
 
+def test_state_units_follow_the_joint_types(free):
+    # free joint: position m, quaternion none; ball: quaternion none; hinge: rad; activation none
+    assert free.state_units == (("m",) * 3 + ("",) * 4 + ("",) * 4 + ("rad",)
+                                + ("m/s",) * 3 + ("rad/s",) * 3 + ("rad/s",) * 3 + ("rad/s",) + ("",))
+    assert free.action_units == ("", "")
+    assert len(free.state_units) == len(free.state_names) == free.nx
+
+
 @pytest.mark.parametrize("nthread", [1, 2])
 def test_rollout_equals_mj_step_loop(free, nthread):
     dyn = MujocoDynamics(free.model, frame_skip=3, nthread=nthread)

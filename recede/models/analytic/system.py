@@ -50,6 +50,17 @@ def check_int(name: str, value, minimum: int) -> int:
 
 _INTEGRATORS = ("rk4", "euler")
 
+# SI units of the systems' state and action entries, by system ``name`` and entry name (an entry
+# named with a trailing index, such as the double integrator's p0, v0, a0, by its letters).
+_UNITS = {
+    "pendulum": {"theta": "rad", "theta_dot": "rad/s", "torque": "N m"},
+    "cartpole": {"x": "m", "theta": "rad", "x_dot": "m/s", "theta_dot": "rad/s", "force": "N"},
+    "acrobot": {"theta1": "rad", "theta2": "rad", "theta1_dot": "rad/s", "theta2_dot": "rad/s",
+                "elbow_torque": "N m"},
+    "unicycle": {"x": "m", "y": "m", "heading": "rad", "speed": "m/s", "turn_rate": "rad/s"},
+    "double_integrator": {"p": "m", "v": "m/s", "a": "m/s^2"},
+}
+
 
 def _check_integrator(value) -> str:
     """``value`` as one of ``_INTEGRATORS``."""
@@ -97,6 +108,20 @@ class AnalyticSystem:
         self._settings = {
             **settings, "dt": self.dt, "substeps": self.substeps, "integrator": self.integrator
         }
+
+    @property
+    def state_units(self) -> tuple[str, ...]:
+        """The unit of each state entry ("" where none), e.g. ``("m", "rad", "m/s", "rad/s")``."""
+        return self._units(self.state_names)
+
+    @property
+    def action_units(self) -> tuple[str, ...]:
+        """The unit of each action entry ("" where none), e.g. ``("N",)``."""
+        return self._units(self.action_names)
+
+    def _units(self, names) -> tuple[str, ...]:
+        table = _UNITS.get(self.name, {})
+        return tuple(table.get(n, table.get(n.rstrip("0123456789"), "")) for n in names)
 
     @property
     def kernel_args(self) -> tuple:
