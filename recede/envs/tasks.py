@@ -223,8 +223,12 @@ def register_task(task: Task) -> Task:
 # MPPI on the swing-ups: smooth (1/f^2) exploration, a few path-integral updates per plan and a
 # low temperature (the samples' costs differ by a few tenths when the pendulum hangs).
 _MPPI_SWINGUP = {"samples": 300, "iterations": 3, "temperature": 0.001, "noise_std": 1.0, "beta": 2.0}
-# The cart-pole also balances at the end: anneal the noise within each plan (coarse to fine).
-_MPPI_CARTPOLE = {"samples": 300, "iterations": 5, "temperature": 0.01, "noise_std": 1.0,
+# The cart-pole also balances at the end: anneal the noise within each plan (coarse to fine),
+# from a smaller start. At noise_std 1.0 the balance wobbled at the edge of the success band: 18
+# of seeds 0..19 held (the pole reached 0.2-0.26 rad inside the judged window on the two others,
+# and 0.199 on a third); at 0.5, 20 of 20, using at most 0.62 of the band, settled >= 4.2 s before
+# the window (benchmarks/seed_robustness.py).
+_MPPI_CARTPOLE = {"samples": 300, "iterations": 5, "temperature": 0.01, "noise_std": 0.5,
                   "beta": 2.0, "anneal": 0.5}
 
 # MCTS on the swing-ups: a node's value is the best return below it (deterministic models), and
