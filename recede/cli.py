@@ -647,6 +647,7 @@ def _add_model_commands(sub) -> None:
     pets.add_argument("--plot", metavar="PATH.png", default=None, help="default: pets-TASK-sSEED.png")
     pets.add_argument("--out-model", metavar="DIR", default=None, help="write the final model here")
     pets.add_argument("--out-data", metavar="PATH.npz", default=None, help="write all data here")
+    pets.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pets.set_defaults(func=_cmd_pets)
 
 
@@ -754,14 +755,19 @@ def _cmd_pets(args) -> int:
           f"{'data':>6}  {'epochs':>6}  {'mse':>8}  {'plan ms':>8}  {'s':>6}", flush=True)
 
     def on_trial(t):
-        print(f"{t.trial:>5}  {t.policy:<6}  {t.episode_return:>10.2f}  {str(t.success):<7}  "
-              f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
-              f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", flush=True)
+        from tqdm import tqdm
+
+        # through tqdm, so the progress bar on stderr is cleared and redrawn around the line
+        tqdm.write(f"{t.trial:>5}  {t.policy:<6}  {t.episode_return:>10.2f}  {str(t.success):<7}  "
+                   f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
+                   f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", file=sys.stdout)
+        sys.stdout.flush()
 
     result = pets(task, args.trials, seed=args.seed, planner=args.planner, model_options=mopts,
                   train_options=topts, planner_options_=popts, horizon=args.horizon,
                   initial_episodes=args.initial_episodes, steps=args.steps,
-                  stop_on_success=args.stop_on_success, on_trial=on_trial)
+                  stop_on_success=args.stop_on_success, progress=not args.no_progress,
+                  on_trial=on_trial)
     write_trials_csv(csv_path, result.trials)
     plot_trials(png_path, result.trials, title=f"PETS on {task.name} (seed {args.seed})")
     if args.out_model:
