@@ -174,7 +174,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="render the run to an MP4 at PATH (MuJoCo tasks; headless via MUJOCO_GL=egl)")
     run.add_argument("--model", metavar="DIR", default=None,
                      help="plan on a learned ensemble (a checkpoint from 'recede train-model' or "
-                          "'recede pets') instead of the task's own model; act in the real env")
+                          "'recede pets') instead of the task's own model; act in the real env. "
+                          "The planner's budget, the horizon and the model's propagation then "
+                          "default to the learned-model defaults (shown in the summary)")
+    run.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                     help="with --model: how to plan on it: propagation (ts1, tsinf, expectation, "
+                          "mean), particles, disagreement_weight, precision (auto, float32, "
+                          "bfloat16) (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -316,9 +322,20 @@ def _cmd_run(args) -> int:
         raise _UsageError(f"argument --video: the path must end in .mp4, got {args.video!r}")
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
-    spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps, horizon=args.horizon,
-                        replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime)
+    learned = None
+    if args.model:
+        from recede.policy_learning.pets import model_run_defaults
+
+        learned = model_run_defaults(task, args.planner)
+    elif args.model_option:
+        raise _UsageError("argument --model-option: only with --model DIR")
+    horizon = args.horizon if args.horizon is not None or learned is None else learned["horizon"]
+    spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps, horizon=horizon,
+                        replan_every=args.replan_every, time_budget=time_budget, realtime=args.realtime,
+                        defaults=None if learned is None else learned["planner"])
     model = _load_model(args.model, task) if args.model else None
+    if model is not None:
+        model.set_planning(**{**learned["model"], **_parse_options(args.model_option, "--model-option", False)})
 
     outputs: list[_AtomicFile] = []
     try:
@@ -380,6 +397,7 @@ def _cmd_run(args) -> int:
         ("planner", f"{args.planner} ({_shown(spec.options)})"),
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
+        *([("precision", model.precision_note)] if getattr(model, "precision_note", "") else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"])),
         ("return", f"{summary['return']:.4f}"),

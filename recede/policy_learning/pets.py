@@ -72,6 +72,41 @@ def pets_defaults(task) -> dict[str, Any]:
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
+# `recede run TASK --model DIR`: how a learned model is planned on unless the user says otherwise
+# (--option, --horizon, --model-option). The task's own planner defaults are sized for its fast
+# analytic model; through an ensemble every sequence costs a network pass per member and step, so
+# the planning budget here is smaller (samples x iterations for the sampling planners), the
+# horizon shorter, and the particles replaced by the elites' mean prediction with a penalty on
+# their disagreement (one pass per elite instead of one per particle).
+MODEL_RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cartpole-swingup": {
+        "budget": {"samples": 100, "iterations": 3},
+        "horizon": 20,
+        "model": {"propagation": "mean", "particles": 1, "disagreement_weight": 1.0},
+    },
+}
+GENERIC_RUN = {"budget": {"samples": 200, "iterations": 3}, "horizon": None,
+               "model": {"propagation": "mean", "particles": 1, "disagreement_weight": 1.0}}
+_BUDGETED = ("cem", "icem", "mppi", "random")  # planners whose cost is samples x iterations
+
+
+def model_run_defaults(task, planner: str = "cem") -> dict[str, Any]:
+    """How ``recede run TASK --model DIR`` plans on a learned model by default:
+    ``{"planner": options, "horizon": H or None (the task's), "model": planning options}``.
+
+    ``planner``: the task's defaults for ``planner`` with the learned-model budget (``samples``,
+    ``iterations``; for ``random``, their product as samples) in place of the task's;
+    ``model``: the ensemble's planning options (see ``Ensemble.set_planning``)."""
+    d = MODEL_RUN_DEFAULTS.get(task.name, GENERIC_RUN)
+    options = dict(task.planner_defaults.get(planner, {}))
+    budget = d["budget"]
+    if planner == "random":
+        options["samples"] = budget["samples"] * budget["iterations"]
+    elif planner in _BUDGETED:
+        options.update(budget)
+    return {"planner": options, "horizon": d["horizon"], "model": dict(d["model"])}
+
+
 def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | None = None,
             on_step: Callable[[int], None] | None = None):
     """One episode of ``controller`` in ``env``: (RunLog judged by the task, its transitions).
