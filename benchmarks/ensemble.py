@@ -129,8 +129,8 @@ def planning(args, data, model) -> dict:
     # bf16 autocast (planning's forward pass): speed, and accuracy of the predicted state change
     # in its data stds (the network's output units)
     with torch.inference_mode():
-        f = model.features(torch.from_numpy(data.observations[:2000]).float(),
-                           torch.from_numpy(data.actions[:2000]).float())
+        f = model.features(torch.tensor(data.observations[:2000], dtype=torch.float32),
+                           torch.tensor(data.actions[:2000], dtype=torch.float32))
         f = f.expand(len(model.elites), *f.shape)
         m32, _ = model._forward_inf(f, bf16=False)
         m16, _ = model._forward_inf(f, bf16=True)
