@@ -204,7 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
                           "task's cameras")
     run.add_argument("--model", metavar="DIR", default=None,
                      help="plan on a learned ensemble (a checkpoint from 'recede train-model' or "
-                          "'recede pets') instead of the task's own model; act in the real env")
+                          "'recede pets') instead of the task's own model; act in the real env. "
+                          "The planner's budget, the horizon and the model's propagation then "
+                          "default to the learned-model defaults (shown in the summary)")
+    run.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
+                     help="with --model: how to plan on it: propagation (ts1, tsinf, expectation, "
+                          "mean), particles, disagreement_weight, precision (auto, float32, "
+                          "bfloat16) (repeatable)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=_cmd_run)
 
@@ -427,13 +433,24 @@ def _cmd_run(args) -> int:
                               f"its cameras: {', '.join(cameras)}")
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
+    learned = None
+    if args.model:
+        from recede.policy_learning.pets import model_run_defaults
+
+        learned = model_run_defaults(task, args.planner)
+    elif args.model_option:
+        raise _UsageError("argument --model-option: only with --model DIR")
+    horizon = args.horizon if args.horizon is not None or learned is None else learned["horizon"]
     try:
         spec = episode_spec(task, args.planner, overrides, seed=args.seed, steps=steps,
-                            horizon=args.horizon, replan_every=args.replan_every,
-                            time_budget=time_budget, realtime=args.realtime)
+                            horizon=horizon, replan_every=args.replan_every,
+                            time_budget=time_budget, realtime=args.realtime,
+                            defaults=None if learned is None else learned["planner"])
     except (ValueError, TypeError) as e:
         raise _option_error(e, task, args.planner, overrides, _option_sources(args)) from None
     model = _load_model(args.model, task) if args.model else None
+    if model is not None:
+        model.set_planning(**{**learned["model"], **_parse_options(args.model_option, "--model-option", False)})
 
     outputs: list[_AtomicFile] = []
     try:
@@ -497,6 +514,7 @@ def _cmd_run(args) -> int:
         ("planner", f"{args.planner} ({_shown(spec.options)})"),
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
+        *([("precision", model.precision_note)] if getattr(model, "precision_note", "") else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"]) + (" (interrupted)" if log.interrupted else "")),
         ("return", f"{summary['return']:.4f}"),
@@ -871,6 +889,7 @@ def _add_model_commands(sub) -> None:
                       help="draw the learning curve here (.png, .pdf or .svg)")
     pets.add_argument("--out-model", metavar="DIR", default=None, help="write the final model here")
     pets.add_argument("--out-data", metavar="PATH.npz", default=None, help="write all data here")
+    pets.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     pets.set_defaults(func=_cmd_pets)
 
 
@@ -1045,15 +1064,20 @@ def _cmd_pets(args) -> int:
           f"{'data':>6}  {'epochs':>6}  {'mse':>8}  {'plan ms':>8}  {'s':>6}", flush=True)
 
     def on_trial(t):
-        print(f"{t.trial:>5}  {t.policy:<6}  {t.episode_return:>10.2f}  {str(t.success):<7}  "
-              f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
-              f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", flush=True)
+        from tqdm import tqdm
+
+        # through tqdm, so the progress bar on stderr is cleared and redrawn around the line
+        tqdm.write(f"{t.trial:>5}  {t.policy:<6}  {t.episode_return:>10.2f}  {str(t.success):<7}  "
+                   f"{t.steps:>5}  {t.transitions:>6}  {t.epochs:>6}  {t.holdout_mse:>8.5f}  "
+                   f"{t.plan_ms_median:>8.1f}  {t.seconds:>6.1f}", file=sys.stdout)
+        sys.stdout.flush()
 
     try:
         result = pets(task, args.trials, seed=args.seed, planner=args.planner, model_options=mopts,
                       train_options=topts, planner_options_=popts, horizon=args.horizon,
                       initial_episodes=args.initial_episodes, steps=args.steps,
-                      stop_on_success=args.stop_on_success, on_trial=on_trial)
+                      stop_on_success=args.stop_on_success, progress=not args.no_progress,
+                      on_trial=on_trial)
     except Interrupted as e:
         result = e.partial
         written = _write_pets_outputs(args, task, result)

@@ -19,7 +19,12 @@ As a :class:`~recede.models.base.Dynamics`:
   ``(B, H)`` for costs of one's own.
 
 Shapes: ``E`` members, ``N`` rows; arrays at the public boundary are float64 numpy, the network
-computes in float32 (``bf16=True``: bfloat16 autocast for the hidden layers).
+computes in float32. The particle rollouts that planners run (``rollout_particles``,
+``rollout_cost``) may run the hidden layers in bfloat16 autocast instead: ``precision="auto"``
+(the default, or the environment variable ``RECEDE_ENSEMBLE_PRECISION``) picks bfloat16 only on a
+CPU that computes it natively (AVX-512 BF16 or AMX, see :func:`native_bf16`) and only if, on the
+first planning batch, its predictions stay within ``BF16_TOLERANCE`` of float32's; elsewhere
+float32. The choice belongs to the machine, so it is made at run time and never saved.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import os
 import platform
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -55,6 +61,55 @@ META = "model.json"
 # 1,000 rows x 64 hidden: 22 ms on one thread, 28 ms on two; 2,000 rows x 128 hidden: 114 ms on
 # one, 82 ms on two.
 SMALL_BATCH = 1024
+PRECISIONS = ("auto", "float32", "bfloat16")
+PRECISION_ENV = "RECEDE_ENSEMBLE_PRECISION"
+# Largest root-mean-square difference between bfloat16 and float32 predictions of the state change
+# (in its data standard deviations, over the first planning batch) at which "auto" keeps bfloat16.
+# On a 200 x 4 cart-pole ensemble the difference measured 0.002 (benchmarks/ensemble.py).
+BF16_TOLERANCE = 0.01
+# Options that say how a model is planned on, as opposed to what it is (see Ensemble.set_planning).
+PLANNING_OPTIONS = ("propagation", "particles", "disagreement_weight", "precision")
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags: the ``flags`` line of ``cpuinfo`` (default: Linux's
+    ``/proc/cpuinfo``), else the capabilities torch detected (``torch.cpu.get_capabilities``,
+    torch >= 2.9), else none."""
+    given = cpuinfo is not None
+    if not given:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            return frozenset(value.split())
+    if given:
+        return frozenset()
+    caps = getattr(torch.cpu, "get_capabilities", None)
+    if caps is not None:
+        try:
+            return frozenset(k for k, v in caps().items() if v is True)
+        except Exception:  # noqa: BLE001  (a probe: no flags is the safe answer)
+            return frozenset()
+    return frozenset()
+
+
+def native_bf16(flags: Sequence[str] | frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively: AVX-512 BF16 (``avx512_bf16``) or AMX
+    (``amx_bf16``) among ``flags`` (default: :func:`cpu_flags`). Elsewhere torch emulates
+    bfloat16 and autocast runs slower than float32 (10x on an AVX2-only EPYC)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in _NATIVE_BF16_FLAGS)
+
+
+def _check_precision(value, where: str = "precision") -> str:
+    if value not in PRECISIONS:
+        raise InvalidArgumentError(f"{where} must be one of {list(PRECISIONS)}, got {value!r}")
+    return value
 
 
 class Propagation(OptionEnum):
@@ -97,7 +152,8 @@ class EnsembleConfig:
     angle_dims: state dimensions fed to the network as (sin, cos) instead of the raw angle.
     propagation, particles: how ``rollout_cost`` propagates uncertainty (see :class:`Propagation`).
     disagreement_weight: cost added per unit of disagreement (see ``rollout_particles``).
-    bf16: run the hidden layers in bfloat16 autocast (fast only on CPUs with AMX/AVX-512 BF16).
+    bf16: read from checkpoints written before ``precision`` (the model's run-time option that
+    replaced it) and ignored: whether bfloat16 pays depends on the machine, not the model.
     """
 
     members: int = 5
@@ -109,9 +165,9 @@ class EnsembleConfig:
     propagation: Propagation = Propagation.TSINF
     particles: int = 20
     disagreement_weight: float = 0.0
-    bf16: bool = False
+    bf16: dataclasses.InitVar[bool | None] = None
 
-    def __post_init__(self):
+    def __post_init__(self, bf16=None):
         _check_int("members", self.members)
         _check_int("hidden", self.hidden)
         _check_int("layers", self.layers)
@@ -126,9 +182,10 @@ class EnsembleConfig:
         if not (isinstance(self.disagreement_weight, (int, float)) and math.isfinite(self.disagreement_weight)):
             raise InvalidArgumentError(
                 f"disagreement_weight must be a finite number, got {self.disagreement_weight!r}")
-        for name in ("predict_reward", "bf16"):
-            if not isinstance(getattr(self, name), bool):
-                raise InvalidArgumentError(f"{name} must be True or False, got {getattr(self, name)!r}")
+        if not isinstance(self.predict_reward, bool):
+            raise InvalidArgumentError(f"predict_reward must be True or False, got {self.predict_reward!r}")
+        if bf16 is not None and not isinstance(bf16, bool):
+            raise InvalidArgumentError(f"bf16 must be True or False, got {bf16!r}")
 
     @property
     def n_elites(self) -> int:
@@ -285,7 +342,10 @@ class Ensemble:
 
     def __init__(self, nx: int, nu: int, *, dt: float = 1.0, action_low=None, action_high=None,
                  config: EnsembleConfig | None = None, seed: int = 0, state_names=None,
-                 task: str | None = None, **options):
+                 task: str | None = None, precision: str | None = None, **options):
+        if "bf16" in options:
+            raise InvalidArgumentError("bf16 is no longer a model option: pass precision='bfloat16' "
+                                       "(or 'auto', 'float32')")
         _check_int("nx", nx)
         _check_int("nu", nu)
         _check_float("dt", dt, strict=True)
@@ -322,6 +382,10 @@ class Ensemble:
         self.interrupted = False
         self.train_config: TrainConfig | None = None
         self._optimizer: torch.optim.Optimizer | None = None
+        self.precision = _check_precision(
+            os.environ.get(PRECISION_ENV, "auto") if precision is None else precision,
+            f"precision (from ${PRECISION_ENV})" if precision is None else "precision")
+        self.precision_note = ""
         self._fold()
         self.reseed(self.seed)
 
@@ -339,7 +403,57 @@ class Ensemble:
         c = self.config
         return (f"Ensemble(nx={self.nx}, nu={self.nu}, members={c.members}, hidden={c.hidden}, "
                 f"layers={c.layers}, elites={list(self.elites)}, propagation={c.propagation.value}, "
-                f"particles={c.particles})")
+                f"particles={c.particles}, disagreement_weight={c.disagreement_weight:g}, "
+                f"precision={self.precision})")
+
+    def set_planning(self, **options) -> None:
+        """Change how planners run this model, not what it learned: ``propagation``,
+        ``particles``, ``disagreement_weight`` (see :class:`EnsembleConfig`) and ``precision``
+        (``"auto"``, ``"float32"`` or ``"bfloat16"``; see the module docstring). Any other option
+        is the model's own and raises."""
+        other = sorted(set(options) - set(PLANNING_OPTIONS))
+        if other:
+            raise InvalidArgumentError(
+                f"model option {other[0]!r} is fixed by the trained model; the options a run may set "
+                f"are {', '.join(PLANNING_OPTIONS)}")
+        if "precision" in options:
+            self.precision = _check_precision(options.pop("precision"))
+            self._plan_bf16 = None
+            self.precision_note = ""
+        if options:
+            self.config = dataclasses.replace(self.config, **options)
+
+    def _planning_bf16(self, feats: torch.Tensor) -> bool:
+        """Whether planning's forward passes run in bfloat16 (decided once per set of weights,
+        on the first planning batch ``feats``: (E_elite, M, d_in)); see the module docstring."""
+        if self._plan_bf16 is not None:
+            return self._plan_bf16
+        if self.precision == "float32":
+            use, note = False, "float32"
+        elif self.precision == "auto" and not native_bf16():
+            use, note = False, "float32 (auto: this CPU has no native bfloat16)"
+        else:
+            err = self._bf16_error(feats)
+            if self.precision == "bfloat16":
+                use, note = True, f"bfloat16 (as asked; {err:.2g} data stds from float32)"
+            elif err <= BF16_TOLERANCE:
+                use, note = True, f"bfloat16 (auto: native on this CPU, {err:.2g} data stds from float32)"
+            else:
+                use = False
+                note = (f"float32 (auto: bfloat16 was {err:.2g} data stds from float32 on the first "
+                        f"planning batch, above the tolerance {BF16_TOLERANCE:g})")
+                warnings.warn(f"Ensemble: planning in {note}", RuntimeWarning, stacklevel=4)
+        self._plan_bf16, self.precision_note = use, note
+        return use
+
+    def _bf16_error(self, feats: torch.Tensor) -> float:
+        """Root-mean-square difference of bfloat16's and float32's mean predictions on ``feats``
+        (E_elite, M, d_in), in data standard deviations of the targets (the network's own
+        output units), over at most 4,096 rows per member."""
+        f = feats[:, :4096]
+        m32, _ = self._forward_inf(f, bf16=False)
+        m16, _ = self._forward_inf(f, bf16=True)
+        return float(torch.sqrt(torch.mean((m16 - m32) ** 2)))
 
     def features(self, X: torch.Tensor, U: torch.Tensor) -> torch.Tensor:
         """Network inputs ``(..., d_in)`` of states ``(..., nx)`` and actions ``(..., nu)``:
@@ -366,13 +480,16 @@ class Ensemble:
             layers = [[(Ws[l][k].t().contiguous(), bs[l][k, 0].contiguous()) for l in range(len(Ws))]
                       for k in range(len(e))]
             self._inf = (layers, self.net.max_logvar.detach().clone(), self.net.min_logvar.detach().clone())
+        self._plan_bf16 = None  # new weights: planning's precision is decided again
+        self.precision_note = ""
 
-    def _forward_inf(self, feats: torch.Tensor):
+    def _forward_inf(self, feats: torch.Tensor, bf16: bool = False):
         """Inference on raw features (E_elite, M, d_in) -> normalised mean, logvar (E, M, d_out).
-        Each member runs its whole MLP in turn, so its activations stay in cache."""
+        Each member runs its whole MLP in turn, so its activations stay in cache. ``bf16``: the
+        hidden layers in bfloat16 autocast (the output layer stays float32)."""
         layers, mx, mn = self._inf
         outs = []
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if self.config.bf16 else contextlib.nullcontext()
+        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
         for k, member in enumerate(layers):
             h = feats[k]
             with ctx:
@@ -485,6 +602,14 @@ class Ensemble:
         x = x0.repeat_interleave(P, 0)  # (N, nx), row b*P + p
         Uf = U.repeat_interleave(P, 0)  # (N, H, nu)
         Xf, Rf = X.view(N, H + 1, nx), None if R is None else R.view(N, H)
+        bf16 = None
+
+        def forward(feats):  # planning's precision, decided on the first batch
+            nonlocal bf16
+            if bf16 is None:
+                bf16 = self._planning_bf16(feats)
+            return self._forward_inf(feats, bf16=bf16)
+
         if mode is Propagation.TSINF:
             # particles stay grouped by member (E, M) for the whole rollout; one scatter at the end
             idx = self._assignment(N, E)
@@ -496,7 +621,7 @@ class Ensemble:
             Rg = torch.empty(E, M, H) if R is not None else None
             Xg[:, :, 0] = xg
             for t in range(H):
-                m, lv = self._forward_inf(self.features(xg, Ug[:, :, t]))
+                m, lv = forward(self.features(xg, Ug[:, :, t]))
                 out = (m + torch.exp(0.5 * lv) * torch.randn(m.shape, generator=self._gen)) \
                     * self.out_std + self.out_mean
                 xg = xg + out[..., :nx]
@@ -513,7 +638,7 @@ class Ensemble:
                 flat = idx.reshape(-1)
                 first = flat[:N]
                 xg, ug = x[flat].view(E, -1, nx), Uf[flat, t].view(E, -1, nu)
-                m, lv = self._forward_inf(self.features(xg, ug))
+                m, lv = forward(self.features(xg, ug))
                 out = (m + torch.exp(0.5 * lv) * torch.randn(m.shape, generator=self._gen)) \
                     * self.out_std + self.out_mean
                 x = x.clone()
@@ -528,7 +653,7 @@ class Ensemble:
             return X, D, R
         for t in range(H):
             f = self.features(x, Uf[:, t])
-            m, lv = self._forward_inf(f.expand(E, *f.shape))
+            m, lv = forward(f.expand(E, *f.shape))
             mu = m * self.out_std + self.out_mean  # (E, N, d_out)
             mean = mu.mean(0)
             spread = mu[..., :nx].var(0, unbiased=False) / scale**2 if E > 1 else torch.zeros(N, nx)

@@ -15,6 +15,7 @@ import csv
 import dataclasses
 import io
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -71,9 +72,46 @@ def pets_defaults(task) -> dict[str, Any]:
     return {k: (dict(v) if isinstance(v, dict) else v) for k, v in d.items()}
 
 
-def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | None = None):
-    """One episode of ``controller`` in ``env``: (RunLog judged by the task, its transitions)."""
-    log = run_controller(task, env, controller, seed=seed, steps=steps)
+# `recede run TASK --model DIR`: how a learned model is planned on unless the user says otherwise
+# (--option, --horizon, --model-option). The task's own planner defaults are sized for its fast
+# analytic model; through an ensemble every sequence costs a network pass per member and step, so
+# the planning budget here is smaller (samples x iterations for the sampling planners), the
+# horizon shorter, and the particles replaced by the elites' mean prediction with a penalty on
+# their disagreement (one pass per elite instead of one per particle).
+MODEL_RUN_DEFAULTS: dict[str, dict[str, Any]] = {
+    "cartpole-swingup": {
+        "budget": {"samples": 100, "iterations": 3},
+        "horizon": 20,
+        "model": {"propagation": "mean", "particles": 1, "disagreement_weight": 1.0},
+    },
+}
+GENERIC_RUN = {"budget": {"samples": 200, "iterations": 3}, "horizon": None,
+               "model": {"propagation": "mean", "particles": 1, "disagreement_weight": 1.0}}
+_BUDGETED = ("cem", "icem", "mppi", "random")  # planners whose cost is samples x iterations
+
+
+def model_run_defaults(task, planner: str = "cem") -> dict[str, Any]:
+    """How ``recede run TASK --model DIR`` plans on a learned model by default:
+    ``{"planner": options, "horizon": H or None (the task's), "model": planning options}``.
+
+    ``planner``: the task's defaults for ``planner`` with the learned-model budget (``samples``,
+    ``iterations``; for ``random``, their product as samples) in place of the task's;
+    ``model``: the ensemble's planning options (see ``Ensemble.set_planning``)."""
+    d = MODEL_RUN_DEFAULTS.get(task.name, GENERIC_RUN)
+    options = dict(task.planner_defaults.get(planner, {}))
+    budget = d["budget"]
+    if planner == "random":
+        options["samples"] = budget["samples"] * budget["iterations"]
+    elif planner in _BUDGETED:
+        options.update(budget)
+    return {"planner": options, "horizon": d["horizon"], "model": dict(d["model"])}
+
+
+def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | None = None,
+            on_step: Callable[[int], None] | None = None):
+    """One episode of ``controller`` in ``env``: (RunLog judged by the task, its transitions).
+    ``on_step(t)`` runs after every step."""
+    log = run_controller(task, env, controller, seed=seed, steps=steps, on_step=on_step)
     data = TransitionDataset.from_episode(log.states, log.actions, log.rewards,
                                           terminated=bool(log.terminated),
                                           truncated=not log.terminated, episode_id=episode_id)
@@ -153,18 +191,55 @@ class PETSResult:
         return None
 
 
+class _ProgressBar:
+    """pets()' default progress display: one bar over the trials on stderr, its postfix naming
+    the stage the current trial is in (training, or the step its episode has reached)."""
+
+    def __init__(self, total: int, desc: str, steps: int):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, desc=desc, unit="trial", file=sys.stderr, dynamic_ncols=True)
+        self.steps, self.last, self.result = steps, 0.0, ""
+
+    def stage(self, trial: int, stage: str) -> None:
+        self.bar.set_postfix_str(f"{self.result}trial {trial}: {stage}")
+        self.last = time.monotonic()
+
+    def step(self, trial: int, t: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.5 or t == self.steps:
+            self.bar.set_postfix_str(f"{self.result}trial {trial}: step {t}/{self.steps}")
+            self.last = now
+
+    def trial(self, rec: "TrialLog") -> None:
+        ok = "" if rec.success is None else (", success" if rec.success else ", no success")
+        self.result = f"last return {rec.episode_return:.1f}{ok}; "
+        self.bar.set_postfix_str(self.result.rstrip("; "), refresh=False)
+        self.bar.update(1)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
 def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
          model_options: dict | None = None, train_options: dict | None = None,
          planner_options_: dict | None = None, horizon: int | None = None,
          initial_episodes: int | None = None, steps: int | None = None,
-         stop_on_success: bool = False, on_trial: Callable[[TrialLog], None] | None = None,
-         on_step: Callable[[int], None] | None = None) -> PETSResult:
+         stop_on_success: bool = False, progress: bool = True,
+         on_trial: Callable[[TrialLog], None] | None = None,
+         on_stage: Callable[[int, str], None] | None = None,
+         on_step: Callable[[int, int], None] | None = None) -> PETSResult:
     """Run PETS on ``task`` for ``trials`` model-based trials after the random ones.
 
     Settings: :func:`pets_defaults` for the task, overridden by the ``*_options`` given. The
     model is refit (continuing from its weights) on all data before every trial; ``seed`` seeds
     the episodes (trial ``i`` resets with ``seed * 1000 + i``), the model and the planner.
     ``stop_on_success``: end after the first trial that meets the task's criterion.
+
+    Progress (a trial takes about a minute on two cores): ``progress`` shows a bar over the
+    trials on stderr; ``on_stage(trial, stage)`` runs as each stage starts (trial 0:
+    ``"random"``; then per trial ``"train"`` and ``"episode"``), ``on_step(trial, t)`` after
+    every environment step (t = 1, 2, ...) and ``on_trial(log)`` after every trial.
 
     Ctrl-C raises :class:`~recede.errors.Interrupted` whose ``partial`` is the PETSResult of the
     trials completed: their logs, the data of their episodes (or, during the random episodes,
@@ -184,14 +259,45 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
     h = horizon or d["horizon"] or task.horizon_for(planner)
     model = model_for(task, seed=seed, **mopts)
     result = PETSResult(model=model)
+    bar = (_ProgressBar(trials + 1, f"pets {task.name}", steps or task.episode_steps)
+           if progress else None)
+
+    def stage(k: int, name: str) -> None:
+        if bar is not None:
+            bar.stage(k, name)
+        if on_stage is not None:
+            on_stage(k, name)
+
+    def stepper(k: int):
+        if bar is None and on_step is None:
+            return None
+
+        def step(t: int) -> None:
+            if bar is not None:
+                bar.step(k, t)
+            if on_step is not None:
+                on_step(k, t)
+        return step
+
+    def finished(rec: TrialLog, data: TransitionDataset) -> None:
+        with deferred_interrupt():  # a trial's log and its data join the result together
+            result.trials.append(rec)
+            result.data = data
+        if bar is not None:
+            bar.trial(rec)
+        if on_trial is not None:
+            on_trial(rec)
+
     env = task.make_env()
     parts: list[TransitionDataset] = []
     try:
         t0 = time.perf_counter()
+        stage(0, "random")
         rand = RandomPolicy(*env_bounds(env), rng=seed)
         returns, ok, nsteps = [], [], 0
         for i in range(n_random):
-            log, data = episode(task, env, rand, seed=seed * 1000 + i, episode_id=i, steps=steps)
+            log, data = episode(task, env, rand, seed=seed * 1000 + i, episode_id=i, steps=steps,
+                                on_step=stepper(0))
             parts.append(data)
             returns.append(log.total_return)
             ok.append(log.success)
@@ -201,20 +307,18 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
                        success=any(bool(s) for s in ok) if any(s is not None for s in ok) else None,
                        steps=nsteps, transitions=len(data), epochs=0, holdout_mse=math.nan,
                        train_s=0.0, plan_ms_median=math.nan, seconds=time.perf_counter() - t0)
-        with deferred_interrupt():  # a trial's log and its data join the result together
-            result.trials.append(rec)
-            result.data = data
-        if on_trial is not None:
-            on_trial(rec)
+        finished(rec, data)
         problem = problem_for(task, h, model, env_bounds(env))
         for k in range(1, trials + 1):
             t0 = time.perf_counter()
+            stage(k, "train")
             fit = model.fit(data, dataclasses.replace(tcfg, seed=tcfg.seed * 1000 + k))
             train_s = time.perf_counter() - t0
             model.reseed(seed * 1000 + k)
             controller = MPC(make_planner(planner, problem, **popts), rng=seed * 1000 + k)
+            stage(k, "episode")
             log, new = episode(task, env, controller, seed=seed * 1000 + n_random + k,
-                               episode_id=n_random + k - 1, steps=steps)
+                               episode_id=n_random + k - 1, steps=steps, on_step=stepper(k))
             data = TransitionDataset.concatenate([data, new])
             rec = TrialLog(trial=k, policy="pets", episode_return=log.total_return,
                            success=log.success, steps=log.steps, transitions=len(data),
@@ -222,11 +326,7 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
                            holdout_mse=float(np.mean([fit.best_holdout_mse[e] for e in fit.elites])),
                            train_s=train_s, plan_ms_median=log.plan_ms_median,
                            seconds=time.perf_counter() - t0)
-            with deferred_interrupt():
-                result.trials.append(rec)
-                result.data = data
-            if on_trial is not None:
-                on_trial(rec)
+            finished(rec, data)
             if stop_on_success and log.success:
                 break
     except KeyboardInterrupt as e:
@@ -235,6 +335,8 @@ def pets(task, trials: int = 10, *, seed: int = 0, planner: str = "cem",
         raise Interrupted(result).with_traceback(e.__traceback__) from None
     finally:
         env.close()
+        if bar is not None:
+            bar.close()
     return result
 
 
