@@ -678,3 +678,26 @@ def test_units_name_every_entry_consistently(name):
             assert unit == units[n[:-4]] + "/s"
     if name == "double_integrator":  # p -> v -> a: one more 1/s each
         assert m.state_units == ("m", "m", "m/s", "m/s") and m.action_units == ("m/s^2", "m/s^2")
+
+
+def test_batched_step_loads_from_a_fresh_cache_in_a_second_process(tmp_path):
+    """``dynamics.step(X, U)`` compiled in one process and loaded from the cache in the next
+    (where a serial kernel calling a parallel one used to crash) equals ``step_one`` row by row."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent("""
+        import numpy as np, recede
+        d = recede.get_task("cartpole-swingup").dynamics()
+        rng = np.random.default_rng(0)
+        X, U = rng.normal(size=(70, 4)), rng.normal(size=(70, 1))
+        ref = np.array([d.step_one(x, u) for x, u in zip(X, U)])
+        print(np.array_equal(d.step(X, U), ref))
+    """)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    for _ in range(2):  # compile, then load
+        run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
+                             timeout=900)
+        assert run.returncode == 0 and run.stdout.split() == ["True"], run.stderr[-2000:]

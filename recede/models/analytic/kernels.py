@@ -341,19 +341,30 @@ def _rollout_quadratic_cost_scalar(
         out[b] = total + quadratic_terminal(x, Q, R, Qf, diagonal, x_goal, u_goal, is_angle, e)
 
 
-@numba.njit(cache=True, error_model="numpy")
+@numba.njit(cache=True, error_model="numpy", parallel=True)
 def step_kernel(sys_id, p, dt, substeps, X, U, out):
-    """X: (B, nx), U: (B, nu) -> writes the next states into out: (B, nx)."""
+    """X: (B, nx), U: (B, nu) -> writes the next states into out: (B, nx).
+
+    ``rollout_kernel``'s lane blocks for one step, written out rather than called: a cached
+    serial kernel that calls a ``parallel=True`` one crashed when loaded from the cache in a new
+    process (Numba 0.6x; reproduced with a fresh cache: compile in one process, load in the
+    next). Same arithmetic as ``rollout_kernel``, so the same bits.
+    """
     nb, nx, nu = X.shape[0], X.shape[1], U.shape[1]
-    rollout = np.empty((nb, 2, nx))
-    U1 = np.empty((nb, 1, nu))  # element copies, not reshape/slice assignment: those compile
-    for b in range(nb):         # Numba's shape-error message formatting (tens of seconds cold)
-        for i in range(nu):
-            U1[b, 0, i] = U[b, i]
-    rollout_kernel(sys_id, p, dt, substeps, X, U1, rollout)
-    for b in range(nb):
-        for i in range(nx):
-            out[b, i] = rollout[b, 1, i]
+    h = step_size(dt, substeps)
+    for blk in numba.prange((nb + _LANES - 1) // _LANES):
+        b0 = blk * _LANES
+        n = min(_LANES, nb - b0)
+        x, u = np.empty((nx, _LANES)), np.empty((nu, _LANES))
+        for j in range(n):
+            for i in range(nx):
+                x[i, j] = X[b0 + j, i]
+            for i in range(nu):
+                u[i, j] = U[b0 + j, i]
+        lanes_step(sys_id, p, h, substeps, x, u, n)
+        for j in range(n):
+            for i in range(nx):
+                out[b0 + j, i] = x[i, j]
 
 
 @numba.njit(cache=True, error_model="numpy", parallel=True)
