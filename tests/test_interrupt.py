@@ -133,6 +133,16 @@ def test_interrupted_flag_is_saved_and_cleared_by_a_finished_fit(tmp_path):
 
 
 def test_deferred_interrupt_lets_the_block_finish_then_raises():
+    # deferred_interrupt only acts under Python's own SIGINT handler: install it for this test,
+    # whatever an earlier test in the same process left behind
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _check_deferred_interrupt()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _check_deferred_interrupt():
     steps = []
     with pytest.raises(KeyboardInterrupt):
         with deferred_interrupt():
@@ -287,7 +297,7 @@ def test_interrupted_pets_writes_the_trials_completed(capsys, tmp_path, monkeypa
                  "--model-option", "hidden=8", "--model-option", "layers=1",
                  "--model-option", "members=2", "--model-option", "particles=2",
                  "--train-option", "epochs=1", "--csv", "t.csv", "--out-model", "m",
-                 "--out-data", "all.npz"])
+                 "--out-data", "all.npz", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 130, err
     with open(tmp_path / "t.csv") as f:
