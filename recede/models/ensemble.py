@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from recede._io import atomic_directory, atomic_file, deferred_interrupt
 from recede._options import OptionEnum, as_enum
 from recede.errors import Interrupted, InvalidArgumentError
+from recede.models.layers import BatchedMLP
 from recede.models.base import as_actions, as_bound, as_state, as_trajectory, broadcast_x0
 
 FORMAT = "recede.Ensemble/1"
@@ -287,37 +288,20 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-class _Net(torch.nn.Module):
+class _Net(BatchedMLP):
     """E Gaussian MLPs with batched weights: (E, N, d_in) -> mean, logvar (E, N, d_out)."""
 
     def __init__(self, members: int, d_in: int, d_out: int, hidden: int, layers: int,
                  generator: torch.Generator):
-        super().__init__()
-        sizes = [d_in] + [hidden] * layers + [2 * d_out]
+        # truncated normal, std 1 / (2 sqrt(fan_in)) (mbrl-lib's and the PETS code's init)
+        super().__init__(members, [d_in] + [hidden] * layers + [2 * d_out], activation="silu",
+                         init="trunc_normal", generators=generator)
         self.d_out = d_out
-        self.weights = torch.nn.ParameterList()
-        self.biases = torch.nn.ParameterList()
-        for a, b in zip(sizes[:-1], sizes[1:]):
-            # truncated normal, std 1 / (2 sqrt(fan_in)) (mbrl-lib's and the PETS code's init)
-            w = torch.empty(members, a, b)
-            torch.nn.init.trunc_normal_(w, std=1.0 / (2.0 * math.sqrt(a)), a=-2.0 / (2.0 * math.sqrt(a)),
-                                        b=2.0 / (2.0 * math.sqrt(a)), generator=generator)
-            self.weights.append(torch.nn.Parameter(w))
-            self.biases.append(torch.nn.Parameter(torch.zeros(members, 1, b)))
         self.max_logvar = torch.nn.Parameter(torch.full((1, d_out), 0.5))
         self.min_logvar = torch.nn.Parameter(torch.full((1, d_out), -10.0))
 
     def forward(self, x: torch.Tensor, members: Sequence[int] | None = None, bf16: bool = False):
-        Ws, bs = list(self.weights), list(self.biases)
-        if members is not None:
-            Ws = [w[members] for w in Ws]
-            bs = [b[members] for b in bs]
-        h = x
-        ctx = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-        with ctx:
-            for w, b in zip(Ws[:-1], bs[:-1]):
-                h = F.silu(torch.baddbmm(b, h, w))
-        out = torch.baddbmm(bs[-1], h.float(), Ws[-1])
+        out = super().forward(x, members, bf16)
         mean, raw = out[..., : self.d_out], out[..., self.d_out:]
         return mean, self.bound_logvar(raw)
 

@@ -1,0 +1,18 @@
+"""Policies and value functions (torch): networks batched over members, and checkpoints.
+
+- :mod:`recede.policies.networks` :class:`GaussianPolicyNet` (tanh-squashed, SAC),
+  :class:`DeterministicPolicyNet`, :class:`QNet` (twin or ensemble critics as one module),
+  :class:`VNet`, :class:`ObsNormalizer`; all built on :class:`recede.models.layers.BatchedMLP`,
+  the dynamics ensemble's batched layers.
+- :mod:`recede.policies.policy` :class:`NetworkPolicy` (a network acting on model states through
+  ``task.observation``: a recede ``Policy``), :func:`save_policy`, :func:`load_policy`.
+
+Shapes: ``K`` members (seeds trained as one batch), ``N`` rows; ``obs: (K, N, nobs)``,
+``act: (K, N, nu)``.
+"""
+
+from recede.policies.networks import DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet
+from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
+
+__all__ = ["DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy", "ObsNormalizer", "QNet", "VNet",
+           "load_policy", "policy_info", "save_policy", "task_sizes"]

@@ -1,0 +1,208 @@
+"""A trained network as a recede :class:`~recede.controllers.base.Policy`, and its checkpoint.
+
+:class:`NetworkPolicy` holds one member of a policy network and the task's observation map, so it
+acts on **model states** like every other controller (``act(x: (nx,)) -> (nu,)``,
+``act_batch(X: (..., nx)) -> (..., nu)``), computing the network's features with
+``task.observation(X)`` and normalising them with the network's own statistics.
+
+Checkpoint: a directory with ``policy.safetensors`` (the member's weights, its observation
+statistics and action bounds, float32) and ``policy.json`` (the architecture, the task, the sizes,
+what trained it and the weights' SHA-256). It is written atomically (a reader sees the old
+checkpoint or the new one), and :func:`load_policy` refuses, naming the file and the problem, a
+checkpoint that is corrupted, truncated, of another format, or for a task of another observation
+or action size. It never unpickles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+from recede._io import atomic_directory
+from recede.errors import InvalidArgumentError
+from recede.policies.networks import DeterministicPolicyNet, GaussianPolicyNet
+
+FORMAT = "recede.Policy/1"
+WEIGHTS = "policy.safetensors"
+META = "policy.json"
+KINDS = {"gaussian": GaussianPolicyNet, "deterministic": DeterministicPolicyNet}
+
+
+def task_sizes(task) -> tuple[int, int, int]:
+    """``(nx, nobs, nu)`` of a task: its model's state and action sizes and its features' size."""
+    d = task.dynamics()
+    nobs = int(np.asarray(task.observation(np.zeros((1, d.nx)))).shape[-1])
+    return int(d.nx), nobs, int(d.nu)
+
+
+class NetworkPolicy:
+    """Member ``member`` of policy network ``net`` acting on model states of ``task`` (see the
+    module docstring). ``deterministic``: act with the mean action (the default, for
+    evaluation); else sample from the policy with ``reset(rng)``'s generator."""
+
+    def __init__(self, net: torch.nn.Module, task, *, member: int = 0, deterministic: bool = True,
+                 observe: Callable[[np.ndarray], np.ndarray] | None = None, meta: Mapping[str, Any] | None = None):
+        self.net, self.task, self.member = net, task, int(member)
+        self.deterministic = bool(deterministic)
+        self.observe = observe or task.observation
+        self.meta = dict(meta or {})
+        self.nu = net.nu
+        self.device = next(net.parameters()).device
+        self._rng = np.random.default_rng(0)
+
+    def __repr__(self) -> str:
+        name = getattr(self.task, "name", self.task)
+        return f"NetworkPolicy({self.net.kind}, task={name!r}, nobs={self.net.nobs}, nu={self.nu})"
+
+    def reset(self, rng=None) -> None:
+        if rng is not None:
+            self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+    def act_obs(self, obs: np.ndarray) -> np.ndarray:
+        """Actions for features ``obs: (..., nobs)`` -> ``(..., nu)`` float64."""
+        obs = np.asarray(obs, dtype=np.float32)
+        lead = obs.shape[:-1]
+        o = torch.from_numpy(np.ascontiguousarray(obs.reshape(1, -1, obs.shape[-1]))).to(self.device)
+        with torch.inference_mode():
+            if self.net.members > 1:
+                o = o.expand(self.net.members, -1, -1)
+            if self.deterministic or not isinstance(self.net, GaussianPolicyNet):
+                a = self.net.mean_action(o)
+            else:
+                noise = torch.from_numpy(self._rng.standard_normal((o.shape[0], o.shape[1], self.nu),
+                                                                   dtype=np.float32)).to(self.device)
+                a, _ = self.net.sample(o, noise)
+        return a[self.member].double().cpu().numpy().reshape(*lead, self.nu)
+
+    def act_batch(self, X: np.ndarray) -> np.ndarray:
+        """States ``X: (..., nx)`` -> actions ``(..., nu)``."""
+        return self.act_obs(self.observe(np.asarray(X, dtype=np.float64)))
+
+    def act(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim != 1:
+            raise InvalidArgumentError(f"x must be one state (nx,), got shape {x.shape}")
+        return self.act_batch(x[None])[0]
+
+    def save(self, path: str, **meta) -> None:
+        """Write this policy's member as a checkpoint directory (see the module docstring)."""
+        save_policy(self.net, path, member=self.member, task=self.task, meta={**self.meta, **meta})
+
+
+def _member_tensors(net: torch.nn.Module, member: int) -> dict[str, torch.Tensor]:
+    t = {f"mlp.{k}": v for k, v in net.mlp.member_state(member).items()}
+    t["norm.mean"], t["norm.var"], t["norm.count"] = (net.norm.mean[member], net.norm.var[member],
+                                                      net.norm.count[member])
+    t["bounds.scale"], t["bounds.centre"] = net.bounds.scale[0], net.bounds.centre[0]
+    return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
+
+
+def save_policy(net: torch.nn.Module, path: str, *, member: int = 0, task=None,
+                meta: Mapping[str, Any] | None = None) -> None:
+    """Write member ``member`` of policy network ``net`` to the checkpoint directory ``path``,
+    atomically. ``meta``: JSON-ready facts to keep (the algorithm, seed, env steps...)."""
+    from safetensors.torch import save
+
+    blob = save(_member_tensors(net, member))
+    info = {
+        "format": FORMAT,
+        "kind": net.kind,
+        "task": getattr(task, "name", task),
+        "nobs": net.nobs, "nu": net.nu,
+        "hidden": list(net.hidden),
+        "activation": net.mlp.activation,
+        "normalize": net.normalize,
+        "weights_sha256": hashlib.sha256(blob).hexdigest(),
+        "meta": dict(meta or {}),
+        "versions": {"torch": torch.__version__},
+    }
+    with atomic_directory(path, "path") as tmp:
+        with open(os.path.join(tmp, WEIGHTS), "wb") as f:
+            f.write(blob)
+        with open(os.path.join(tmp, META), "w", encoding="utf-8") as f:
+            json.dump(info, f, indent=2, allow_nan=False)
+            f.write("\n")
+
+
+def policy_info(path: str) -> dict:
+    """The checkpoint's ``policy.json`` (its task's name is ``["task"]``), checked for format."""
+    return _read_info(os.fspath(path))[0]
+
+
+def _read_info(path: str) -> tuple[dict, str, str]:
+    if not os.path.isdir(path):
+        raise InvalidArgumentError(f"policy checkpoint {path!r} is not a directory")
+    mpath, wpath = os.path.join(path, META), os.path.join(path, WEIGHTS)
+    for p in (mpath, wpath):
+        if not os.path.isfile(p):
+            raise InvalidArgumentError(f"policy checkpoint {path!r} has no {os.path.basename(p)}")
+    try:
+        with open(mpath, encoding="utf-8") as f:
+            info = json.load(f)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InvalidArgumentError(f"{mpath}: not valid JSON ({e})") from None
+    if not isinstance(info, dict) or info.get("format") != FORMAT:
+        got = info.get("format") if isinstance(info, dict) else type(info).__name__
+        raise InvalidArgumentError(f"{mpath}: format must be {FORMAT!r}, got {got!r}")
+    missing = [k for k in ("kind", "task", "nobs", "nu", "hidden", "activation", "normalize",
+                           "weights_sha256") if k not in info]
+    if missing:
+        raise InvalidArgumentError(f"{mpath}: missing keys {missing}")
+    if info["kind"] not in KINDS:
+        raise InvalidArgumentError(f"{mpath}: kind must be one of {sorted(KINDS)}, got {info['kind']!r}")
+    return info, mpath, wpath
+
+
+def load_policy(path: str, task, *, device: str | torch.device = "cpu",
+                deterministic: bool = True) -> NetworkPolicy:
+    """Read a checkpoint written by :func:`save_policy` as a :class:`NetworkPolicy` of ``task``
+    (a task object: ``recede.envs.get_task(policy_info(path)["task"])`` is the one it was trained
+    on). Refuses, naming the file: a missing or
+    corrupted checkpoint, a checksum that does not match, tensors of the wrong name or shape, and
+    a task whose observation or action size differs from the policy's."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    info, mpath, wpath = _read_info(os.fspath(path))
+    with open(wpath, "rb") as f:
+        blob = f.read()
+    if hashlib.sha256(blob).hexdigest() != info["weights_sha256"]:
+        raise InvalidArgumentError(f"{wpath}: checksum does not match {META} (corrupted or from "
+                                   f"another checkpoint)")
+    try:
+        tensors = load(blob)
+    except (SafetensorError, Exception) as e:  # noqa: BLE001  (any parse failure)
+        raise InvalidArgumentError(f"{wpath}: not a readable safetensors file ({e})") from None
+    if isinstance(task, str) or not hasattr(task, "observation"):
+        raise InvalidArgumentError(f"task must be a task object (recede.envs.get_task(name)), got {task!r}")
+    nx, nobs, nu = task_sizes(task)
+    if (nobs, nu) != (info["nobs"], info["nu"]):
+        raise InvalidArgumentError(
+            f"policy {path!r} acts on {info['nobs']} observations with {info['nu']} actions (task "
+            f"{info['task']!r}), but task {task.name!r} has {nobs} observations and {nu} actions")
+    try:
+        scale, centre = tensors["bounds.scale"], tensors["bounds.centre"]
+        net = KINDS[info["kind"]](1, int(info["nobs"]), int(info["nu"]), (centre - scale).flatten(),
+                                  (centre + scale).flatten(), hidden=tuple(int(h) for h in info["hidden"]),
+                                  activation=info["activation"], normalize=bool(info["normalize"]))
+    except (KeyError, TypeError, ValueError) as e:
+        raise InvalidArgumentError(f"{mpath}: invalid policy description: {e}") from None
+    want = {k: tuple(v.shape) for k, v in _member_tensors(net, 0).items()}
+    got = {k: tuple(v.shape) for k, v in tensors.items()}
+    if want != got:
+        raise InvalidArgumentError(f"{wpath}: tensors do not match {META}: expected {want}, got {got}")
+    for k, v in tensors.items():
+        if not torch.isfinite(v).all():
+            raise InvalidArgumentError(f"{wpath}: tensor {k!r} is not finite")
+    net.mlp.load_member_state(0, {k[4:]: v for k, v in tensors.items() if k.startswith("mlp.")})
+    with torch.no_grad():
+        net.norm.mean[0].copy_(tensors["norm.mean"])
+        net.norm.var[0].copy_(tensors["norm.var"])
+        net.norm.count[0].copy_(tensors["norm.count"])
+    net = net.to(device)
+    return NetworkPolicy(net, task, deterministic=deterministic, meta=info.get("meta") or {})
