@@ -1,5 +1,5 @@
 """Offline data: :class:`TransitionDataset` (transitions ``x -> x'`` with episode bookkeeping,
-saved as ``.npz``) and readers for Minari datasets and D4RL-style HDF5 files.
+saved as ``.npz``), the replay buffer of off-policy learners (:class:`ReplayBuffer`) and readers for Minari datasets and D4RL-style HDF5 files.
 
 Shapes: ``N`` transitions, ``nx`` observation size, ``nu`` action size. The readers import their
 optional dependencies (``minari``, ``h5py``) on first use.
@@ -8,5 +8,6 @@ optional dependencies (``minari``, ``h5py``) on first use.
 from recede.data.d4rl import load_d4rl_hdf5
 from recede.data.dataset import TransitionDataset
 from recede.data.minari import load_minari
+from recede.data.replay import Batch, ReplayBuffer
 
-__all__ = ["TransitionDataset", "load_d4rl_hdf5", "load_minari"]
+__all__ = ["Batch", "ReplayBuffer", "TransitionDataset", "load_d4rl_hdf5", "load_minari"]
