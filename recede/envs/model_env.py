@@ -154,6 +154,8 @@ class ModelEnv(gym.vector.VectorEnv):
                 dynamics = reference
         elif dynamics is None:
             dynamics = reference
+        elif callable(getattr(reference, "close", None)):
+            self._owned.append(reference)  # e.g. the MuJoCo twin of a task, only for its cost
         self.dynamics = dynamics
         self.nx, self.nu = int(nx), int(nu)
         self.cost = self.task.cost(reference)
