@@ -81,7 +81,9 @@ class RealEnvs:
         return np.asarray(self.task.observation(self.task.state_of(self.envs[i])[None])[0], dtype=np.float64)
 
     def _reset(self, i: int) -> np.ndarray:
-        self.envs[i].reset(seed=self.env_seeds[i] * 100_003 + self.episodes[i])
+        # seeded once; later episodes draw their starts from the env's own stream (as a ModelEnv's
+        # copies do, so training on a ModelEnv over the task's own model repeats the real run)
+        self.envs[i].reset(seed=self.env_seeds[i] if self.episodes[i] == 0 else None)
         self.episodes[i] += 1
         self.lengths[i], self.returns[i] = 0, 0.0
         return self.features(i)

@@ -145,8 +145,8 @@ class SACResult:
         return [(e.env_steps, e.return_mean) for e in self.evals if e.seed == seed]
 
 
-class _Agents(torch.nn.Module):
-    """The ``K`` agents' networks: actor, twin critics and their targets, log-temperatures."""
+class SACAgents(torch.nn.Module):
+    """The ``K`` agents' networks: actor, twin critics and their targets, log-temperatures ``(K, 1)``."""
 
     def __init__(self, K, nobs, nu, low, high, cfg: SACConfig, seeds, alpha0: float):
         super().__init__()
@@ -188,7 +188,7 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
     target_entropy = -float(nu) if cfg.target_entropy is None else float(cfg.target_entropy)
     alpha0 = cfg.alpha if cfg.alpha is not None else cfg.initial_alpha
     with torch_threads(cfg.threads):
-        agents = _Agents(K, nobs, nu, low, high, cfg, seeds, max(alpha0, 1e-30)).to(device)
+        agents = SACAgents(K, nobs, nu, low, high, cfg, seeds, max(alpha0, 1e-30)).to(device)
         fused = {"fused": True} if device.type in ("cpu", "cuda") else {}  # one kernel per step
         q_opt = torch.optim.Adam(agents.critic.parameters(), lr=cfg.q_lr, **fused)
         pi_opt = torch.optim.Adam(agents.actor.parameters(), lr=cfg.policy_lr, **fused)
@@ -201,7 +201,6 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
         if resume:
             start, wall0, evals, obs = _load_checkpoint(ckpt, task, cfg, seeds, agents, q_opt, pi_opt, a_opt,
                                                         buffers, rngs, gens, envs, obs)
-        params = [list(agents.critic.parameters()), list(agents.target.parameters())]
         t0 = time.perf_counter() - wall0
         step = start
 
@@ -213,36 +212,10 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
 
         def update():
             idx = [b.sample_indices(cfg.batch_size, r) for b, r in zip(buffers, rngs)]
-            o = tensor(np.stack([b.obs[i] for b, i in zip(buffers, idx)]))
-            a = tensor(np.stack([b.actions[i] for b, i in zip(buffers, idx)]))
-            r = tensor(np.stack([b.rewards[i] for b, i in zip(buffers, idx)]))
-            o2 = tensor(np.stack([b.next_obs[i] for b, i in zip(buffers, idx)]))
-            d = tensor(np.stack([b.terminated[i] for b, i in zip(buffers, idx)]))
-            alpha = agents.log_alpha.exp().detach()  # (K, 1)
-            with torch.no_grad():
-                a2, logp2 = agents.actor.sample(o2, noise(cfg.batch_size))
-                q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
-                y = r + cfg.gamma * (1.0 - d) * q_next
-            q = agents.critic(o, a)  # (K, 2, B)
-            q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
-            q_opt.zero_grad(set_to_none=True)
-            q_loss.backward()
-            q_opt.step()
-            agents.critic.requires_grad_(False)  # the actor's loss needs dQ/da only
-            a_pi, logp = agents.actor.sample(o, noise(cfg.batch_size))
-            q_pi = agents.critic(o, a_pi).min(dim=1).values
-            pi_loss = (alpha * logp - q_pi).mean(dim=1).sum()
-            pi_opt.zero_grad(set_to_none=True)
-            pi_loss.backward()
-            pi_opt.step()
-            agents.critic.requires_grad_(True)
-            if cfg.alpha is None:
-                a_loss = -(agents.log_alpha * (logp.detach() + target_entropy)).mean(dim=1).sum()
-                a_opt.zero_grad(set_to_none=True)
-                a_loss.backward()
-                a_opt.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(params[1], params[0], cfg.tau)
+            batch = tuple(tensor(np.stack([getattr(b, f)[i] for b, i in zip(buffers, idx)]))
+                          for f in ("obs", "actions", "rewards", "next_obs", "terminated"))
+            sac_update(agents, (q_opt, pi_opt, a_opt), batch, noise, gamma=cfg.gamma, tau=cfg.tau,
+                       target_entropy=target_entropy, tune_alpha=cfg.alpha is None)
 
         def act_mean(feats):
             with torch.inference_mode():
@@ -303,6 +276,48 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
             checkpoint()
             _write_outputs(out, res, task)
         return res
+
+
+def sac_update(agents: SACAgents, optimizers, batch, noise: Callable[[int], torch.Tensor], *, gamma: float,
+               tau: float, target_entropy: float, tune_alpha: bool, update_actor: bool = True) -> dict[str, torch.Tensor]:
+    """One SAC update of ``K`` agents on ``batch = (obs, actions, rewards, next_obs, terminated)``
+    (``(K, B, ...)`` tensors); ``noise(B) -> (K, B, nu)`` standard normal draws. Every loss is a
+    sum of per-agent means, so agents never mix. ``update_actor=False`` evaluates the current
+    actor (the critics and targets learn its Q function; the actor and temperature stay)."""
+    q_opt, pi_opt, a_opt = optimizers
+    o, a, r, o2, d = batch
+    B = o.shape[1]
+    alpha = agents.log_alpha.exp().detach()  # (K, 1)
+    with torch.no_grad():
+        a2, logp2 = agents.actor.sample(o2, noise(B))
+        q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
+        y = r + gamma * (1.0 - d) * q_next
+    q = agents.critic(o, a)  # (K, 2, B)
+    q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
+    q_opt.zero_grad(set_to_none=True)
+    q_loss.backward()
+    q_opt.step()
+    out = {"q_loss": q_loss.detach()}
+    if update_actor:
+        agents.critic.requires_grad_(False)  # the actor's loss needs dQ/da only
+        try:
+            a_pi, logp = agents.actor.sample(o, noise(B))
+            q_pi = agents.critic(o, a_pi).min(dim=1).values
+            pi_loss = (alpha * logp - q_pi).mean(dim=1).sum()
+            pi_opt.zero_grad(set_to_none=True)
+            pi_loss.backward()
+            pi_opt.step()
+        finally:
+            agents.critic.requires_grad_(True)
+        out["pi_loss"] = pi_loss.detach()
+        if tune_alpha:
+            a_loss = -(agents.log_alpha * (logp.detach() + target_entropy)).mean(dim=1).sum()
+            a_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            a_opt.step()
+    with torch.no_grad():
+        torch._foreach_lerp_(list(agents.target.parameters()), list(agents.critic.parameters()), tau)
+    return out
 
 
 def _policy(actor, k, task, seed, step, cfg) -> NetworkPolicy:
