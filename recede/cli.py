@@ -1393,11 +1393,6 @@ def _cmd_train_policy(args) -> int:
     model = None
     if args.model:
         model = _load_model(args.model, task)
-        try:
-            from recede.envs import ModelEnv  # noqa: F401  (the learners train in one)
-        except ImportError:
-            raise _UsageError("argument --model: training in a learned model needs "
-                              "recede.envs.ModelEnv, which this recede does not have yet") from None
     probe = out if os.path.isdir(out) else os.path.dirname(out)
     _AtomicFile(os.path.join(probe, ".probe"), "--out").discard()  # an unwritable --out fails now
 

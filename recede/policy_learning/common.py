@@ -315,7 +315,7 @@ def write_evals_csv(path: str, evals: Sequence[EvalLog]) -> None:
     w = csv.writer(buf)
     w.writerow(["seed", "env_steps", "return_mean", "return_std", "successes", "episodes", "wall_s"])
     for e in evals:
-        w.writerow([e.seed, e.env_steps, f"{e.return_mean:.6g}", f"{e.return_std:.6g}",
+        w.writerow([e.seed, e.env_steps, repr(e.return_mean), repr(e.return_std),
                     "" if e.successes is None else e.successes, len(e.returns), f"{e.wall_s:.3f}"])
     with atomic_file(path, "path") as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:

@@ -174,9 +174,12 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
     cfg = config or SACConfig()
     task = resolve_task(task)
     seeds = check_seeds(seeds)
-    out = out_dir(out)
     if resume and out is None:
         raise InvalidArgumentError("resume needs out, the directory holding the checkpoint")
+    if resume and not os.path.isdir(os.path.join(os.fspath(out), "checkpoint")):
+        raise InvalidArgumentError(f"resume: no checkpoint at {os.path.join(os.fspath(out), 'checkpoint')!r} "
+                                   f"(train without resume first)")
+    out = out_dir(out)
     device = torch.device(device)
     K = len(seeds)
     nx, nobs, nu = task_sizes(task)
@@ -184,6 +187,15 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
     rngs = [s[0] for s in streams]
     gens = [torch_generator(s[1], device) for s in streams]
     envs = make_envs(task, K, [s[2] for s in streams], model, make_env)
+    try:
+        return _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on_step, on_eval,
+                      make_env)
+    finally:
+        envs.close()
+
+
+def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on_step, on_eval, make_env):
+    K = len(seeds)
     low, high = envs.low, envs.high
     target_entropy = -float(nu) if cfg.target_entropy is None else float(cfg.target_entropy)
     alpha0 = cfg.alpha if cfg.alpha is not None else cfg.initial_alpha
@@ -234,28 +246,37 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
                              wall_s=time.perf_counter() - t0, resumed_from=start, interrupted=interrupted,
                              policies=pols)
 
+        def train_step(obs, step):
+            """Act, step every env, store, and update ``updates_per_step`` times."""
+            if step < cfg.learning_starts:
+                actions = np.stack([r.uniform(low, high) for r in rngs])
+            else:
+                with torch.no_grad():
+                    actions = agents.actor.sample(tensor(obs)[:, None], noise(1))[0][:, 0].double().cpu().numpy()
+            nxt, rew, term, trunc, final = envs.step(actions)
+            for k, b in enumerate(buffers):
+                # a terminal transition is never bootstrapped: a non-finite final state (a diverged
+                # simulation) is stored as zeros rather than poisoning the batch with NaN
+                f = final[k] if np.all(np.isfinite(final[k])) else np.zeros_like(final[k])
+                b.add(obs[k], actions[k], rew[k] if np.isfinite(rew[k]) else 0.0, f, term[k], trunc[k],
+                      envs.episodes[k])
+            step += 1
+            if step >= cfg.learning_starts:
+                for _ in range(cfg.updates_per_step):
+                    update()
+            return nxt, step
+
         def checkpoint():
             if ckpt is not None:
                 _save_checkpoint(ckpt, task, cfg, seeds, step, time.perf_counter() - t0, evals, obs, agents,
                                  q_opt, pi_opt, a_opt, buffers, rngs, gens, envs)
 
         try:
+            if resume and step % cfg.eval_every == 0 and step > 0 and (not evals or evals[-1].env_steps != step):
+                run_eval()  # Ctrl-C cut the evaluation due at this step
             while step < cfg.steps:
-                if step < cfg.learning_starts:
-                    actions = np.stack([r.uniform(low, high) for r in rngs])
-                else:
-                    with torch.no_grad():
-                        actions = agents.actor.sample(tensor(obs)[:, None], noise(1))[0][:, 0].double().cpu().numpy()
-                nxt, rew, term, trunc, final = envs.step(actions)
-                for k, b in enumerate(buffers):
-                    f = final[k] if np.all(np.isfinite(final[k])) else np.zeros_like(final[k])
-                    b.add(obs[k], actions[k], rew[k] if np.isfinite(rew[k]) else 0.0, f, term[k], trunc[k],
-                          envs.episodes[k] if hasattr(envs, "episodes") else 0)
-                obs = nxt
-                step += 1
-                if step >= cfg.learning_starts and step >= 1:
-                    for _ in range(cfg.updates_per_step):
-                        update()
+                with deferred_interrupt():  # a step happens whole, so the checkpoint it leaves is exact
+                    obs, step = train_step(obs, step)
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     run_eval()
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -269,8 +290,6 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
                 partial = result(True)
                 _write_outputs(out, partial, task)
             raise Interrupted(partial) from None
-        finally:
-            envs.close()
         res = result(False)
         with deferred_interrupt():
             checkpoint()
