@@ -49,7 +49,7 @@ from recede.errors import Interrupted, InvalidArgumentError
 from recede.models.ensemble import torch_threads
 from recede.policies import GaussianPolicyNet, NetworkPolicy, QNet, save_policy, task_sizes
 from recede.policy_learning.common import (
-    EvalLog, agent_streams, check_seeds, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
+    EvalLog, agent_streams, check_seeds, exploring_start, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
     read_json, resolve_task, torch_generator, write_evals_csv, write_json,
 )
 
@@ -75,8 +75,12 @@ class SACConfig:
     steps: env steps per agent. learning_starts: uniformly random steps before learning.
     updates_per_step: gradient updates per env step (the update-to-data ratio). alpha: a fixed
     temperature, or None to tune it towards ``target_entropy`` (default ``-nu``) from
-    ``initial_alpha``. hidden: the actor's and critics' layer widths. threads: torch threads
-    (small networks run fastest on one). eval_every / eval_episodes: deterministic evaluation in
+    ``initial_alpha``. reward_scale: the critics learn ``reward_scale`` times the env's reward
+    (the SAC paper's reward scale; against the entropy bonus it sets how greedy the policy is;
+    evaluation reports the env's own return). hidden: the actor's and critics' layer widths. threads: torch threads
+    (small networks run fastest on one). exploring_starts: start training episodes with every
+    angle anywhere on its circle (:func:`~recede.policy_learning.common.exploring_start`;
+    analytic tasks); evaluation always starts from the task's own states. eval_every / eval_episodes: deterministic evaluation in
     the real env (also after the last step). checkpoint_every: steps between checkpoints when the
     run writes to a directory.
     """
@@ -93,7 +97,9 @@ class SACConfig:
     initial_alpha: float = 1.0
     target_entropy: float | None = None
     updates_per_step: int = 1
+    reward_scale: float = 1.0
     hidden: tuple[int, ...] = (256, 256)
+    exploring_starts: bool = False
     eval_every: int = 5_000
     eval_episodes: int = 5
     checkpoint_every: int = 10_000
@@ -114,6 +120,7 @@ class SACConfig:
         if self.target_entropy is not None:
             _float("target_entropy", self.target_entropy, -math.inf, math.inf, lo_open=True, hi_open=True)
         _int("updates_per_step", self.updates_per_step, 1)
+        _float("reward_scale", self.reward_scale, 0.0, math.inf, lo_open=True, hi_open=True)
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise InvalidArgumentError(f"hidden must be layer widths >= 1, got {self.hidden!r}")
@@ -186,7 +193,9 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
     streams = [agent_streams(s) for s in seeds]
     rngs = [s[0] for s in streams]
     gens = [torch_generator(s[1], device) for s in streams]
-    envs = make_envs(task, K, [s[2] for s in streams], model, make_env)
+    start = exploring_start(task) if cfg.exploring_starts else None
+    envs = make_envs(task, K, [s[2] for s in streams], model, make_env, start=start,
+                     start_rngs=[np.random.default_rng([s, 29]) for s in seeds] if start else None)
     try:
         return _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on_step, on_eval,
                       make_env)
@@ -226,6 +235,8 @@ def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on
             idx = [b.sample_indices(cfg.batch_size, r) for b, r in zip(buffers, rngs)]
             batch = tuple(tensor(np.stack([getattr(b, f)[i] for b, i in zip(buffers, idx)]))
                           for f in ("obs", "actions", "rewards", "next_obs", "terminated"))
+            if cfg.reward_scale != 1.0:
+                batch = (batch[0], batch[1], batch[2] * cfg.reward_scale, batch[3], batch[4])
             sac_update(agents, (q_opt, pi_opt, a_opt), batch, noise, gamma=cfg.gamma, tau=cfg.tau,
                        target_entropy=target_entropy, tune_alpha=cfg.alpha is None)
 

@@ -174,3 +174,24 @@ def test_training_in_a_model_env_of_the_tasks_own_model_repeats_the_real_run():
     assert np.allclose(real.policies[0].act_batch(X), model.policies[0].act_batch(X), atol=1e-5)
     assert [e.returns for e in real.evals] == [e.returns for e in model.evals] or np.allclose(
         [e.returns for e in real.evals], [e.returns for e in model.evals], atol=1e-4)
+
+
+def test_exploring_starts_spread_every_angle_over_the_circle():
+    import scipy.stats
+
+    from recede.envs import get_task
+    from recede.policy_learning.common import exploring_start
+
+    task = get_task("cartpole-swingup")
+    draw = exploring_start(task)
+    rng = np.random.default_rng(0)
+    X = np.array([draw(rng) for _ in range(2000)])
+    assert scipy.stats.kstest(X[:, 1], scipy.stats.uniform(-np.pi, 2 * np.pi).cdf).pvalue > 1e-3  # the angle
+    lo = np.array(task.initial_state) - np.array(task.initial_spread)
+    hi = np.array(task.initial_state) + np.array(task.initial_spread)
+    for d in (0, 2, 3):  # the rest stays in the task's own start box
+        assert lo[d] <= X[:, d].min() and X[:, d].max() <= hi[d]
+    with pytest.raises(InvalidArgumentError, match="exploring_starts needs an analytic task"):
+        exploring_start(get_task("Hopper-v5"))
+    with pytest.raises(InvalidArgumentError, match="exploring_starts applies to training in the real env"):
+        sac(task, SACConfig(steps=5, exploring_starts=True), model=task.dynamics())
