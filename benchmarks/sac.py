@@ -2,7 +2,7 @@
 
     python benchmarks/sac.py [--env Hopper-v5] [--learning-starts 1000] [--measure 1000] [--seeds 5]
 
-Setup (the same for both): Hopper-v5, 256 x 256 networks, batch 256, one gradient update per env
+Setup (the same for both): Hopper-v5, 256 x 256 networks (``--hidden``), batch 256, one gradient update per env
 step, one torch thread, CPU. Measured: env steps per second after learning starts (the update
 dominates), over ``--measure`` steps, from a callback's timestamps (SB3: ``BaseCallback``; recede:
 ``on_step``), evaluation excluded. Then seeds as a batch: ``--seeds`` agents in one recede process
@@ -28,7 +28,7 @@ marks = {{}}
 def on_step(t):
     if t in (a["start"], a["stop"]):
         marks[t] = time.perf_counter()
-cfg = SACConfig(steps=a["stop"] + 1, learning_starts=a["learning_starts"], batch_size=256, hidden=(256, 256),
+cfg = SACConfig(steps=a["stop"] + 1, learning_starts=a["learning_starts"], batch_size=256, hidden=tuple(a["hidden"]),
                 updates_per_step=1, eval_every=10**9, eval_episodes=1, threads=1)
 sac(a["env"], cfg, seeds=list(range(a["seeds"])), on_step=on_step)
 print(json.dumps({{"steps_per_s": (a["stop"] - a["start"]) / (marks[a["stop"]] - marks[a["start"]])}}))
@@ -50,7 +50,7 @@ class Marks(BaseCallback):
             self.t[self.num_timesteps] = time.perf_counter()
         return True
 m = SAC("MlpPolicy", gym.make(a["env"]), learning_starts=a["learning_starts"], batch_size=256, train_freq=1,
-        gradient_steps=1, policy_kwargs=dict(net_arch=[256, 256]), seed=0, device="cpu")
+        gradient_steps=1, policy_kwargs=dict(net_arch=list(a["hidden"])), seed=0, device="cpu")
 cb = Marks()
 m.learn(a["stop"] + 1, callback=cb)
 print(json.dumps({{"steps_per_s": (a["stop"] - a["start"]) / (cb.t[a["stop"]] - cb.t[a["start"]])}}))
@@ -69,10 +69,11 @@ def main() -> None:
     ap.add_argument("--learning-starts", type=int, default=1000)
     ap.add_argument("--measure", type=int, default=1000, help="env steps timed after learning starts")
     ap.add_argument("--seeds", type=int, default=5, help="agents in the seeds-as-a-batch run")
+    ap.add_argument("--hidden", default="256,256", help="layer widths of every network (default 256,256)")
     ap.add_argument("--skip-sb3", action="store_true")
     a = ap.parse_args()
     base = {"env": a.env, "learning_starts": a.learning_starts, "start": a.learning_starts + 50,
-            "stop": a.learning_starts + 50 + a.measure}
+            "stop": a.learning_starts + 50 + a.measure, "hidden": [int(h) for h in a.hidden.split(",")]}
     ours = run(_OURS, {**base, "seeds": 1})
     print(f"recede SAC, 1 seed:        {ours:8.1f} env steps/s", flush=True)
     if not a.skip_sb3:

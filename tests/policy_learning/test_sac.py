@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from recede.errors import Interrupted, InvalidArgumentError
+from recede.models.ensemble import torch_threads
 from recede.policies import load_policy
 from recede.policy_learning.sac import SACAgents, SACConfig, sac, sac_update
 
@@ -48,11 +49,12 @@ def test_the_critic_learns_the_riccati_q_of_a_fixed_linear_policy(lq_task):
     R = -0.5 * (np.einsum("bi,ij,bj->b", X, lq_task.Q, X) + np.einsum("bi,ij,bj->b", U, lq_task.R, U))
     f = lambda a: torch.as_tensor(a, dtype=torch.float32)[None]
     gen = torch.Generator().manual_seed(0)
-    for _ in range(4000):
-        i = rng.integers(0, n, size=256)
-        batch = (f(X[i]), f(U[i]), f(R[i]), f(X2[i]), torch.zeros(1, 256))
-        sac_update(agents, opts, batch, lambda b: torch.randn((1, b, 1), generator=gen), gamma=gamma,
-                   tau=0.05, target_entropy=-1.0, tune_alpha=False, update_actor=False)
+    with torch_threads(1):  # small networks: two threads on a busy machine run ten times slower
+        for _ in range(4000):
+            i = rng.integers(0, n, size=256)
+            batch = (f(X[i]), f(U[i]), f(R[i]), f(X2[i]), torch.zeros(1, 256))
+            sac_update(agents, opts, batch, lambda b: torch.randn((1, b, 1), generator=gen), gamma=gamma,
+                       tau=0.05, target_entropy=-1.0, tune_alpha=False, update_actor=False)
     Xt = rng.uniform(-0.9, 0.9, size=(500, 2))
     Ut = Xt @ K.T + sigma * rng.standard_normal((500, 1))
     want = q_true(Xt, Ut)
