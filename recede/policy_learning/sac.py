@@ -309,25 +309,29 @@ def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on
 
 
 def sac_update(agents: SACAgents, optimizers, batch, noise: Callable[[int], torch.Tensor], *, gamma: float,
-               tau: float, target_entropy: float, tune_alpha: bool, update_actor: bool = True) -> dict[str, torch.Tensor]:
+               tau: float, target_entropy: float, tune_alpha: bool, update_actor: bool = True,
+               update_critic: bool = True) -> dict[str, torch.Tensor]:
     """One SAC update of ``K`` agents on ``batch = (obs, actions, rewards, next_obs, terminated)``
     (``(K, B, ...)`` tensors); ``noise(B) -> (K, B, nu)`` standard normal draws. Every loss is a
     sum of per-agent means, so agents never mix. ``update_actor=False`` evaluates the current
-    actor (the critics and targets learn its Q function; the actor and temperature stay)."""
+    actor (the critics and targets learn its Q function; the actor and temperature stay);
+    ``update_critic=False`` improves the actor against the critics as they are."""
     q_opt, pi_opt, a_opt = optimizers
     o, a, r, o2, d = batch
     B = o.shape[1]
     alpha = agents.log_alpha.exp().detach()  # (K, 1)
-    with torch.no_grad():
-        a2, logp2 = agents.actor.sample(o2, noise(B))
-        q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
-        y = r + gamma * (1.0 - d) * q_next
-    q = agents.critic(o, a)  # (K, 2, B)
-    q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
-    q_opt.zero_grad(set_to_none=True)
-    q_loss.backward()
-    q_opt.step()
-    out = {"q_loss": q_loss.detach()}
+    out = {}
+    if update_critic:
+        with torch.no_grad():
+            a2, logp2 = agents.actor.sample(o2, noise(B))
+            q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
+            y = r + gamma * (1.0 - d) * q_next
+        q = agents.critic(o, a)  # (K, 2, B)
+        q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
+        q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        q_opt.step()
+        out["q_loss"] = q_loss.detach()
     if update_actor:
         agents.critic.requires_grad_(False)  # the actor's loss needs dQ/da only
         try:
@@ -345,8 +349,9 @@ def sac_update(agents: SACAgents, optimizers, batch, noise: Callable[[int], torc
             a_opt.zero_grad(set_to_none=True)
             a_loss.backward()
             a_opt.step()
-    with torch.no_grad():
-        torch._foreach_lerp_(list(agents.target.parameters()), list(agents.critic.parameters()), tau)
+    if update_critic:
+        with torch.no_grad():
+            torch._foreach_lerp_(list(agents.target.parameters()), list(agents.critic.parameters()), tau)
     return out
 
 
