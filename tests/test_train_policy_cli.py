@@ -274,10 +274,8 @@ def _small_model(path, task_name=None):
     (["--algo", "nope"], "argument --algo: invalid choice: 'nope' (choose from 'ppo', 'sac')"),
     (["--steps", "0"], "argument --steps: must be an integer >= 1, got 0"),
     (["--steps", "-3"], "argument --steps: must be an integer >= 1, got -3"),
-    (["--option", "nope=1"], "argument --option: sac has no option 'nope'; its options: learning_starts, "
-                             "batch_size, buffer_size, gamma, tau, policy_lr, q_lr, alpha, initial_alpha, "
-                             "target_entropy, updates_per_step, hidden, eval_every, eval_episodes, "
-                             "checkpoint_every, threads"),
+    (["--option", "nope=1"], "argument --option: sac has no option 'nope'; its options: " + ", ".join(
+        f.name for f in dataclasses.fields(SACConfig) if f.name != "steps")),
     (["--option", "hidden=16,x"], "argument --option: hidden=16,x: expected comma-separated integers "
                                   "(e.g. 64,64), got '16,x'"),
     (["--option", "gamma=high"], "argument --option: gamma=high: expected a number, got 'high'"),
