@@ -18,4 +18,5 @@ from recede.policies.networks import (
 from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
 
 __all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy",
-           "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy", "task_sizes"]
+           "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
+           "task_sizes"]

@@ -340,8 +340,8 @@ def ppo(task, config: PPOConfig | None = None, *, seeds: Sequence[int] = (0,), m
     if resume and out is None:
         raise InvalidArgumentError("resume needs out, the directory holding the checkpoint")
     device = torch.device(device)
-    K, M, T = len(seeds), cfg.num_envs, cfg.rollout_steps
-    nx, nobs, nu = task_sizes(task)
+    K, M = len(seeds), cfg.num_envs
+    _, nobs, nu = task_sizes(task)
     streams = [agent_streams(s) for s in seeds]
     rngs = [s[0] for s in streams]
     gens = [torch_generator(s[1], device) for s in streams]
@@ -393,8 +393,8 @@ def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on
         for k, g in enumerate(gens):
             t[f"torch_gen.{k}"] = g.get_state().clone()
         state = {"format": FORMAT, "task": task.name, "seeds": list(seeds), "config": dataclasses.asdict(cfg),
-                 "step": int(step), "wall_s": time.perf_counter() - t0, "evals": evals_to_json(evals),
-                 "iterations": [_iter_to_json(i) for i in iters], "obs": np.asarray(obs).tolist(),
+                 "step": int(step), "wall_s": time.perf_counter() - t0, "evals": len(evals),
+                 "iterations": len(iters), "obs": np.asarray(obs).tolist(),  # (the logs so far: their count)
                  "rngs": [r.bit_generator.state for r in rngs], "envs": envs.snapshot(),
                  "reward_scale": rscale.state()}
         return t, state
@@ -520,23 +520,23 @@ def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on
                 boundary = capture()
                 if ckpt is not None and step // cfg.checkpoint_every > (step - cfg.batch) // cfg.checkpoint_every \
                         and step < cfg.steps:
-                    _write_checkpoint(ckpt, *boundary)
+                    _write_checkpoint(ckpt, *boundary, evals, iters)
     except KeyboardInterrupt:
         with deferred_interrupt():
             # back to the last boundary: its checkpoint, and the result as of then
             _restore(boundary, agents, params, opt)
             step = int(boundary[1]["step"])
-            del iters[len(boundary[1]["iterations"]):]
-            del evals[len(boundary[1]["evals"]):]
+            del iters[boundary[1]["iterations"]:]
+            del evals[boundary[1]["evals"]:]
             if ckpt is not None:
-                _write_checkpoint(ckpt, *boundary)
+                _write_checkpoint(ckpt, *boundary, evals, iters)
             partial = result(True)
             _write_outputs(out, partial, task)
         raise Interrupted(partial) from None
     res = result(False)
     with deferred_interrupt():
         if ckpt is not None:
-            _write_checkpoint(ckpt, *boundary)
+            _write_checkpoint(ckpt, *boundary, evals, iters)
         _write_outputs(out, res, task)
     return res
 
@@ -594,11 +594,14 @@ def _restore(boundary, agents, params, opt) -> None:
     opt.load_state_dict(sd)  # casts and places the state as the optimiser keeps it
 
 
-def _write_checkpoint(path, tensors: dict, state: dict) -> None:
+def _write_checkpoint(path, tensors: dict, state: dict, evals: list[EvalLog], iters: list[IterLog]) -> None:
+    """Write a boundary (its tensors, and its state whose logs are counts of ``evals``, ``iters``)."""
     from safetensors.torch import save
 
     blob = save({k: v.detach().cpu().contiguous() for k, v in tensors.items()})
-    state = dict(state, weights_sha256=hashlib.sha256(blob).hexdigest())
+    state = dict(state, evals=evals_to_json(evals[:state["evals"]]),
+                 iterations=[_iter_to_json(i) for i in iters[:state["iterations"]]],
+                 weights_sha256=hashlib.sha256(blob).hexdigest())
     with atomic_directory(path, "out") as tmp:
         with open(os.path.join(tmp, "agents.safetensors"), "wb") as f:
             f.write(blob)
