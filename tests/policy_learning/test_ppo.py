@@ -376,3 +376,9 @@ def test_bad_calls_are_named(tmp_path):
             resume=True)
     with pytest.raises(InvalidArgumentError, match=r"seeds \[0\], not \[0, 1\]"):
         ppo("pendulum-swingup", SMALL, seeds=[0, 1], out=str(tmp_path), resume=True)
+    weights = tmp_path / "checkpoint" / "agents.safetensors"
+    blob = bytearray(weights.read_bytes())
+    blob[-1] ^= 1
+    weights.write_bytes(bytes(blob))
+    with pytest.raises(InvalidArgumentError, match="checksum does not match state.json"):
+        ppo("pendulum-swingup", SMALL, seeds=[0], out=str(tmp_path), resume=True)
