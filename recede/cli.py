@@ -3,14 +3,17 @@
 ::
 
     recede run pendulum-swingup --planner cem --seed 0 --json out.json --plot out.png
+    recede train-policy pendulum-swingup --algo sac --steps 2000 --seeds 0..2 --out runs/sac
+    recede run pendulum-swingup --policy runs/sac/seed_0
     recede tasks
     recede planners
 
 Exit status: 0 when the command finished (a run that fails its task's criterion included),
 2 on a bad argument (one ``recede: error: ...`` line on stderr, no traceback), 1 when planning
-itself failed, 130 when interrupted (Ctrl-C). An interrupted ``run``, ``compare``, ``pets`` or
-``train-model`` first reports and writes what it completed: the steps, runs, trials or the best
-checkpoint so far, each output marked as interrupted. Files are written only where a flag asks.
+itself failed, 130 when interrupted (Ctrl-C). An interrupted ``run``, ``compare``, ``pets``,
+``train-model`` or ``train-policy`` first reports and writes what it completed: the steps, runs,
+trials, the best checkpoint or the resumable checkpoint so far, each output marked as
+interrupted. Files are written only where a flag asks.
 """
 
 from __future__ import annotations
@@ -173,8 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("task", metavar="TASK",
                      help="task name or Gymnasium id, e.g. cartpole-swingup or HalfCheetah-v5 (see 'recede tasks')")
-    run.add_argument("--planner", default="cem", metavar="{" + ",".join(sorted(PLANNERS)) + "}",
+    run.add_argument("--planner", default=None, metavar="{" + ",".join(sorted(PLANNERS)) + "}",
                      help="planner name (see 'recede planners'; default: cem)")
+    run.add_argument("--policy", metavar="DIR", default=None,
+                     help="instead of a planner, act with a trained policy: a checkpoint "
+                          "directory from 'recede train-policy' (OUT/seed_<s>); not with "
+                          "--planner, --model or planner options")
     run.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seed of the initial state and of the planner (default: 0)")
     run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
@@ -240,6 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare.set_defaults(func=_cmd_compare)
 
     _add_model_commands(sub)
+    _add_policy_commands(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -431,6 +439,10 @@ def _cmd_run(args) -> int:
         if args.camera not in cameras:
             raise _UsageError(f"argument --camera: unknown camera {args.camera!r} for {task.name}; "
                               f"its cameras: {', '.join(cameras)}")
+    if args.policy is not None:
+        return _run_policy(args, task, steps)
+    if args.planner is None:
+        args.planner = "cem"
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
     time_budget = _time_budget(args)
     learned = None
@@ -1112,6 +1124,502 @@ def _write_pets_outputs(args, task, result) -> list[str]:
         result.data.save(args.out_data)
         written.append(f"data {args.out_data}")
     return written
+
+
+# --------------------------------------------------------------------------- learned policies
+
+# The policy learners: --algo name -> (module, train function, config class). Each trains K seeds
+# in one call, ``train(task, config, *, seeds, model, out, resume, device, on_step, on_eval)``,
+# returning a result with ``evals`` (EvalLogs), ``env_steps``, ``wall_s`` and ``resumed_from``,
+# and raising recede.Interrupted(partial) on Ctrl-C. Imported only when named, so a learner this
+# recede does not have yet is reported as such rather than failing every command.
+_LEARNERS = {
+    "sac": ("recede.policy_learning.sac", "sac", "SACConfig"),
+    "ppo": ("recede.policy_learning.ppo", "ppo", "PPOConfig"),
+}
+
+# What train-policy writes into --out, besides the learner's checkpoint/, seed_<s>/ and evals.csv.
+_CURVE, _SUMMARY = "curve.png", "summary.json"
+
+
+def _learner(algo: str):
+    """``(train function, config class)`` of ``algo``."""
+    import importlib
+
+    module, train, config = _LEARNERS[algo]
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module:
+            raise
+        raise _UsageError(f"argument --algo: {algo} is not available yet (this recede has no "
+                          f"{module})") from None
+    return getattr(mod, train), getattr(mod, config)
+
+
+def _config_fields(config_cls) -> dict:
+    """A config dataclass's fields -> their types (annotations resolved)."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(config_cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(config_cls) if f.init}
+
+
+def _type_text(hint) -> str:
+    """What a value of type ``hint`` looks like on the command line."""
+    import enum
+    import types
+    import typing
+
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        inner = [_type_text(a) for a in args if a is not type(None)]
+        return " or ".join(inner + (["None"] if type(None) in args else []))
+    if origin is tuple:
+        if len(args) == 2 and args[1] is Ellipsis:
+            one = _type_text(args[0]).split(" ", 1)[-1]  # "an integer" -> "integer"
+            return f"comma-separated {one}s" + (" (e.g. 64,64)" if args[0] is int else "")
+        return f"{len(args)} comma-separated values"
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return "one of " + ", ".join(str(m.value) for m in hint)
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}.get(hint, "a value")
+
+
+def _typed_value(text: str, hint):
+    """``text`` read as a value of type ``hint`` (int, float, bool, str, an enum, a tuple of
+    those, or an optional of one: 'None'); ValueError if it is not one."""
+    import enum
+    import types
+    import typing
+
+    s = text.strip()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if type(None) in args and s.lower() == "none":
+            return None
+        for a in args:
+            if a is not type(None):
+                try:
+                    return _typed_value(s, a)
+                except ValueError:
+                    pass
+        raise ValueError(s)
+    if origin is tuple:
+        body = s.strip("()[] ")
+        parts = [p for p in body.split(",") if p.strip()] if body else []
+        if len(args) == 2 and args[1] is Ellipsis:
+            kinds = [args[0]] * len(parts)
+        elif len(parts) == len(args):
+            kinds = list(args)
+        else:
+            raise ValueError(s)
+        return tuple(_typed_value(p, k) for p, k in zip(parts, kinds))
+    if hint is bool:
+        if s.lower() in ("true", "yes", "on", "1"):
+            return True
+        if s.lower() in ("false", "no", "off", "0"):
+            return False
+        raise ValueError(s)
+    if hint is int:
+        return int(s)
+    if hint is float:
+        return float(s)
+    if hint is str:
+        return s
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        for m in hint:
+            if str(m.value) == s or m.name.lower() == s.lower():
+                return m
+        raise ValueError(s)
+    return _parse_value(s)
+
+
+def _learner_config(config_cls, algo: str, items: list[str], steps: int | None, base: dict | None = None):
+    """``config_cls`` built from ``base`` (a checkpoint's config, on --resume), then --option's
+    ``NAME=VALUE`` items (each read as its field's type), then --steps; a refused value names
+    the flag that gave it."""
+    fields = _config_fields(config_cls)
+    given: dict[str, tuple[Any, str]] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise _UsageError(f"argument --option: expected NAME=VALUE, got {item!r}")
+        if key == "steps":
+            raise _UsageError(f"argument --option: set steps with --steps, got {item!r}")
+        if key not in fields:
+            names = ", ".join(n for n in fields if n != "steps")
+            raise _UsageError(f"argument --option: {algo} has no option {key!r}; its options: {names}")
+        try:
+            given[key] = (_typed_value(text, fields[key]), item.strip())
+        except ValueError:
+            raise _UsageError(f"argument --option: {item.strip()}: expected {_type_text(fields[key])}, "
+                              f"got {text.strip()!r}") from None
+    values = {k: v for k, v in (base or {}).items() if k in fields}
+    values.update({k: v for k, (v, _) in given.items()})
+    if steps is not None:
+        values["steps"] = steps
+    try:
+        return config_cls(**values)
+    except (ValueError, TypeError) as e:
+        culprits = [(f"--option: {item}", {k: v}) for k, (v, item) in given.items()]
+        culprits += [("--steps", {"steps": steps})] if steps is not None else []
+        for flag, alone in culprits:  # which flag gave the value the config refused
+            try:
+                config_cls(**alone)
+            except (ValueError, TypeError):
+                raise _UsageError(f"argument {flag}: {e}") from None
+        raise
+
+
+def _steps_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {value}")
+    return value
+
+
+def _add_policy_commands(sub) -> None:
+    tp = sub.add_parser(
+        "train-policy", help="train a model-free policy (SAC) for several seeds",
+        description="Train ALGO on TASK for --steps env steps per seed, every seed of --seeds in "
+                    "one batch, in the task's real env (or, with --model, in a learned model; "
+                    "evaluations always run in the real env). Writes to --out: checkpoint/ "
+                    "(resumable), seed_<s>/ (each seed's policy, for 'recede run TASK --policy "
+                    "OUT/seed_<s>'), evals.csv (one row per seed and evaluation), curve.png (mean "
+                    "evaluation return over seeds against env steps, with the min-max band over "
+                    "seeds) and summary.json (the final evaluation: mean and std over seeds, env "
+                    "steps, wall time, config). Ctrl-C writes the checkpoint and the outputs so "
+                    "far, prints how to resume, and exits with status 130.")
+    tp.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    tp.add_argument("--algo", choices=sorted(_LEARNERS), default="sac",
+                    help="the learner (default: sac)")
+    tp.add_argument("--steps", type=_steps_arg, default=None,
+                    help="env steps per seed: the config's steps (default: the algorithm's; with "
+                         "--resume, the checkpoint's; raise it to train on)")
+    tp.add_argument("--seeds", type=_seed_list, default=None,
+                    help="seeds as A..B (inclusive) or a comma list, e.g. 0..2 (default: 0; with "
+                         "--resume, the checkpoint's)")
+    tp.add_argument("--out", metavar="DIR", required=True, help="output directory (see above)")
+    tp.add_argument("--model", metavar="DIR", default=None,
+                    help="train in this learned ensemble (a checkpoint from 'recede train-model' "
+                         "or 'recede pets') instead of the real env")
+    tp.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a field of the algorithm's config, e.g. learning_starts=1000, "
+                         "hidden=64,64, alpha=None (repeatable; a wrong name lists them)")
+    tp.add_argument("--device", default="cpu", help="torch device: cpu or cuda (default: cpu)")
+    tp.add_argument("--resume", action="store_true",
+                    help="continue from OUT/checkpoint (its seeds and config, unless given)")
+    tp.add_argument("--force", action="store_true",
+                    help="start a new run in an OUT that holds one (its files are replaced as "
+                         "the new run writes them)")
+    tp.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    tp.set_defaults(func=_cmd_train_policy)
+
+
+def _read_checkpoint_state(ckpt: str) -> dict:
+    path = os.path.join(ckpt, "state.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+    except (OSError, ValueError) as e:
+        raise _UsageError(f"argument --resume: cannot read {path}: {getattr(e, 'strerror', None) or e}") from None
+    if not isinstance(state, dict):
+        raise _UsageError(f"argument --resume: {path} is not a learner's checkpoint state")
+    return state
+
+
+def _torch_device(text: str):
+    import torch
+
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError) as e:
+        raise _UsageError(f"argument --device: {' '.join(str(e).split())}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise _UsageError(f"argument --device: {text!r}: CUDA is not available on this machine")
+    return device
+
+
+def _cmd_train_policy(args) -> int:
+    import shlex
+
+    import numpy as np
+
+    from recede.envs import get_task
+    from recede.errors import Interrupted
+
+    # everything is checked before anything is written
+    task = get_task(args.task)
+    train, config_cls = _learner(args.algo)
+    if args.resume and args.force:
+        raise _UsageError("argument --force: not with --resume (--force starts a new run)")
+    out = os.path.abspath(args.out)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise _UsageError(f"argument --out: {args.out!r} is a file, not a directory")
+    if not os.path.isdir(os.path.dirname(out)):
+        raise _UsageError(f"argument --out: the directory of {args.out!r} does not exist")
+    ckpt = os.path.join(out, "checkpoint")
+    base, start, seeds, steps = None, 0, args.seeds, args.steps
+    if args.resume:
+        if not os.path.isdir(ckpt):
+            raise _UsageError(f"argument --resume: no checkpoint to resume in {args.out!r} "
+                              f"(no {os.path.join(args.out, 'checkpoint')}); train without --resume first")
+        state = _read_checkpoint_state(ckpt)
+        if state.get("task") not in (None, task.name):
+            raise _UsageError(f"argument TASK: the checkpoint in {args.out!r} is for task "
+                              f"{state['task']!r}, not {task.name!r}")
+        base = state.get("config") if isinstance(state.get("config"), dict) else None
+        start = int(state.get("step", 0))
+        seeds = seeds if seeds is not None else state.get("seeds")
+        planned = steps if steps is not None else (base or {}).get("steps")
+        if planned is not None and planned <= start:
+            raise _UsageError(f"argument --steps: the checkpoint in {args.out!r} has trained {start} "
+                              f"env steps of its {(base or {}).get('steps', start)}; pass --steps above "
+                              f"{start} to train on" + (f", got {steps}" if args.steps is not None else ""))
+    elif os.path.isdir(out) and not args.force and any(
+            os.path.lexists(os.path.join(out, n)) for n in ("checkpoint", "evals.csv", _SUMMARY)):
+        raise _UsageError(f"argument --out: {args.out!r} already holds a training run; pass --resume "
+                          f"to continue it or --force to start a new one there")
+    seeds = [0] if seeds is None else list(seeds)
+    if len(set(seeds)) != len(seeds):
+        raise _UsageError(f"argument --seeds: seeds must be distinct, got {_seeds_text(seeds)}")
+    config = _learner_config(config_cls, args.algo, args.option, steps, base)
+    device = _torch_device(args.device)
+    model = None
+    if args.model:
+        model = _load_model(args.model, task)
+    probe = out if os.path.isdir(out) else os.path.dirname(out)
+    _AtomicFile(os.path.join(probe, ".probe"), "--out").discard()  # an unwritable --out fails now
+
+    from tqdm import tqdm
+
+    created = not os.path.exists(out)
+    label = f"{args.algo} {task.name}, {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    with tqdm(total=config.steps, initial=start, file=sys.stderr, disable=args.no_progress, desc=label,
+              unit="step", dynamic_ncols=True) as bar, _BarClock(bar):
+        def on_step(t):
+            bar.update(t - bar.n)
+
+        def on_eval(logs):
+            bar.set_postfix_str(f"eval return {np.mean([e.return_mean for e in logs]):.4g}")
+
+        try:
+            result = train(task, config, seeds=seeds, model=model, out=out, resume=args.resume,
+                           device=device, on_step=on_step, on_eval=on_eval)
+            interrupted = False
+        except Interrupted as e:
+            result, interrupted = e.partial, True
+        except BaseException:  # refused, failed, or Ctrl-C before training began
+            if created and os.path.isdir(out) and not os.listdir(out):
+                os.rmdir(out)  # a run that wrote nothing leaves nothing
+            raise
+
+    summary = _train_summary(task, args, config, seeds, result, interrupted, device)
+    written = _write_train_outputs(out, task, args.algo, seeds, result, summary)
+
+    final = summary["final"]
+    print(f"{args.algo} on {task.name}: {result.env_steps} env steps per seed"
+          + (f" (resumed from {summary['resumed_from']})" if summary["resumed_from"] else "")
+          + (" (interrupted)" if interrupted else "") + f", {result.wall_s:.1f} s")
+    if final is None:
+        print("no evaluation yet")
+    else:
+        head = ("seed", "evaluated at", "return", "success")
+        body = [(str(r["seed"]), f"{r['env_steps']} steps", f"{r['return_mean']:.4f}",
+                 "n/a" if r["successes"] is None else f"{r['successes']}/{r['episodes']}")
+                for r in final["per_seed"]]
+        widths = [max(len(h), *(len(row[i]) for row in body)) for i, h in enumerate(head)]
+        for row in (head, *body):
+            print("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        print(f"mean ± std over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}: "
+              f"{final['return_mean']:.4f} ± {final['return_std']:.4f} "
+              f"(final evaluation, {final['env_steps']} env steps per seed, wall {result.wall_s:.1f} s)")
+    print(f"out: {args.out} ({', '.join(written)})")
+    if interrupted:
+        again = [PROG, "train-policy", task.name, "--algo", args.algo, "--out", args.out, "--resume"]
+        again += ["--model", args.model] if args.model else []
+        again += ["--device", args.device] if args.device != "cpu" else []
+        print(f"{PROG}: interrupted at env step {result.env_steps} of {config.steps}; the checkpoint is "
+              f"in {os.path.join(args.out, 'checkpoint')}; resume with: "
+              + " ".join(shlex.quote(a) for a in again), file=sys.stderr)
+        return 130
+    return 0
+
+
+def _train_summary(task, args, config, seeds, result, interrupted: bool, device) -> dict:
+    """summary.json: the run and its final evaluation per seed, with the mean and the standard
+    deviation (numpy's, ddof=0) of the seeds' mean returns."""
+    import dataclasses
+
+    import numpy as np
+
+    from recede.experiments import json_safe
+
+    last = {}
+    for e in result.evals:  # in order: each seed's last evaluation wins
+        last[e.seed] = e
+    final = None
+    if last and all(s in last for s in seeds):
+        per_seed = [{"seed": s, "env_steps": last[s].env_steps, "return_mean": last[s].return_mean,
+                     "return_std": last[s].return_std, "returns": list(last[s].returns),
+                     "successes": last[s].successes, "episodes": len(last[s].returns)} for s in seeds]
+        means = np.array([r["return_mean"] for r in per_seed])
+        final = {"env_steps": min(r["env_steps"] for r in per_seed), "return_mean": float(means.mean()),
+                 "return_std": float(means.std()), "per_seed": per_seed}
+    return json_safe({
+        "task": task.name, "algo": args.algo, "seeds": list(seeds), "env_steps": result.env_steps,
+        "wall_s": result.wall_s, "interrupted": interrupted,
+        "resumed_from": getattr(result, "resumed_from", 0), "evaluations": len(result.evals),
+        "final": final, "model": os.path.abspath(args.model) if args.model else None,
+        "device": str(device), "config": dataclasses.asdict(config),
+    })
+
+
+def _write_train_outputs(out: str, task, algo: str, seeds, result, summary: dict) -> list[str]:
+    """curve.png (when there are evaluations) and summary.json; the names of every output in
+    ``out`` (the learner wrote checkpoint/, seed_<s>/ and evals.csv)."""
+    from recede._io import atomic_file
+    from recede.plotting import plot_learning_curve
+
+    written = []
+    if result.evals:
+        curves: dict[int, list] = {int(s): [] for s in seeds}
+        for e in result.evals:
+            curves[e.seed].append((e.env_steps, e.return_mean))
+        n = len(seeds)
+        plot_learning_curve(curves, os.path.join(out, _CURVE),
+                            title=f"{algo} on {task.name} ({n} seed{'s' if n > 1 else ''}: "
+                                  f"{_seeds_text(list(seeds))})" + (" (interrupted)" if summary["interrupted"] else ""))
+    with atomic_file(os.path.join(out, _SUMMARY), "--out") as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(summary, f, indent=1, allow_nan=False)
+            f.write("\n")
+    for name in ("evals.csv", _CURVE, _SUMMARY, "checkpoint"):
+        if os.path.lexists(os.path.join(out, name)):
+            written.append(name + ("/" if name == "checkpoint" else ""))
+    written += [f"seed_{s}/" for s in seeds if os.path.isdir(os.path.join(out, f"seed_{s}"))]
+    return written
+
+
+def _policy_dir_hint(path: str) -> str:
+    """Where ``path`` is train-policy's output directory rather than one policy: which to pass."""
+    try:
+        inner = sorted(n for n in os.listdir(path) if n.startswith("seed_")
+                       and os.path.isfile(os.path.join(path, n, "policy.json")))
+    except OSError:
+        return ""
+    if not inner:
+        return ""
+    return (f"; {path!r} is the output of 'recede train-policy': pass one of its policies, e.g. "
+            f"--policy {os.path.join(path, inner[0])}")
+
+
+def _run_policy(args, task, steps: int) -> int:
+    """``recede run TASK --policy DIR``: the trained policy in closed loop, with run's summary,
+    --json, --plot and --video."""
+    from tqdm import tqdm
+
+    from recede.errors import Interrupted, InvalidArgumentError
+    from recede.experiments.policy_run import policy_label, policy_record, run_policy
+    from recede.policies import load_policy, policy_info
+
+    planner_flags = [("--planner", args.planner is not None), ("--model", args.model is not None),
+                     ("--model-option", bool(args.model_option)), ("--option", bool(args.option)),
+                     ("--horizon", args.horizon is not None), ("--deadline-ms", args.deadline_ms is not None),
+                     ("--replan-every", args.replan_every != 1),
+                     *((flag, getattr(args, dest) is not None) for dest, flag in _OPTION_FLAGS.items())]
+    clash = [flag for flag, given in planner_flags if given]
+    if clash:
+        raise _UsageError(f"argument --policy: not allowed with {clash[0]}: a policy acts on its own, "
+                          f"without a planner or a planning model")
+    try:
+        policy = load_policy(args.policy, task)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --policy: {e}{_policy_dir_hint(args.policy)}") from None
+    meta, trained_on = policy.meta, policy_info(args.policy).get("task")
+    label = policy_label(meta)
+
+    outputs: list[_AtomicFile] = []
+    try:
+        json_out = _AtomicFile(args.json, "--json") if args.json else None
+        plot_out = _AtomicFile(args.plot, "--plot") if args.plot else None
+        video_out = _AtomicFile(args.video, "--video", keep_extension=True) if args.video else None
+        outputs += [o for o in (json_out, plot_out, video_out) if o]
+        if video_out:
+            os.environ.setdefault("MUJOCO_GL", "egl")
+        frames: list = []
+
+        with tqdm(total=min(steps, task.episode_steps), file=sys.stderr, disable=args.no_progress,
+                  desc=f"{task.name} {label}", unit="step", dynamic_ncols=True) as bar, _BarClock(bar):
+            def on_step(t, env):
+                bar.update(1)
+                if video_out:
+                    frames.append(env.render())
+
+            try:
+                log = run_policy(task, policy, seed=args.seed, steps=steps,
+                                 render_mode="rgb_array" if video_out else None, camera=args.camera,
+                                 realtime=args.realtime, on_step=on_step)
+            except Interrupted as e:  # Ctrl-C: summarise and write the steps completed
+                log = e.partial
+                if log.steps == 0:
+                    raise
+        summary = log.summary()
+        if json_out:
+            with open(json_out.tmp, "w", encoding="utf-8") as f:
+                json.dump(policy_record(task, log, policy=args.policy, meta=meta, seed=args.seed,
+                                        realtime=args.realtime), f, allow_nan=False)
+                f.write("\n")
+        dt = None
+        if plot_out or video_out:
+            dynamics = task.dynamics()
+            dt = float(dynamics.dt)
+        if plot_out:
+            from recede.plotting import plot_format, plot_run
+
+            plot_run(log, plot_out.tmp, title=f"{task.name} / {label} (seed {args.seed})", dt=dt,
+                     success_band=_success_band(task, log, dt), format=plot_format(args.plot),
+                     **_plot_labels(task, dynamics))
+        if video_out:
+            _write_video(video_out.tmp, frames, fps=1.0 / dt)
+        for out in outputs:  # every output was drawn whole; only now do they appear
+            out.commit()
+    finally:
+        for out in outputs:
+            out.discard()
+
+    trained = [f"seed {meta['seed']}" if "seed" in meta else "",
+               f"{meta['env_steps']} env steps" if "env_steps" in meta else "",
+               f"trained on {trained_on}" if trained_on not in (None, task.name) else ""]
+    trained = ", ".join(p for p in trained if p)
+    rows = [
+        ("task", task.name),
+        ("planner", label),
+        ("policy", args.policy + (f" ({trained})" if trained else "")),
+        ("seed", str(args.seed)),
+        ("steps", str(summary["steps"]) + (" (interrupted)" if log.interrupted else "")),
+        ("return", f"{summary['return']:.4f}"),
+        ("success", _success_text(task, log)),
+        ("act time", f"median {_fmt_ms(summary['plan_ms_median'])}, p99 {_fmt_ms(summary['plan_ms_p99'])}"),
+    ]
+    if args.json:
+        rows.append(("json", args.json))
+    if args.plot:
+        rows.append(("plot", args.plot))
+    if args.video:
+        rows.append(("video", f"{args.video} (camera: {args.camera or task.default_camera})"))
+    width = max(len(k) for k, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    if log.interrupted:
+        print(f"{PROG}: interrupted after {log.steps} steps", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _fail(message: str, code: int) -> int:

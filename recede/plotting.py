@@ -185,3 +185,48 @@ def plot_comparison(rows, path, *, title: str = "", format: str | None = None) -
         fig.suptitle(title)
     with open(path, "wb") as f:
         fig.savefig(f, format=format, dpi=100)
+
+
+def plot_learning_curve(curves: Mapping[int, Sequence[tuple[int, float]]], path, *, title: str = "",
+                        format: str | None = None) -> None:
+    """A learning curve over seeds: ``curves[seed]`` is that seed's ``(env steps, mean return)``
+    per evaluation. Draws, against env steps, the mean over seeds and a band from the lowest to
+    the highest seed (min–max, not a standard deviation: with a few seeds it shows every seed),
+    at the env steps that every seed has reached; each seed's own curve in a thin line. Written
+    whole to ``path`` (temporary file, then rename) as ``format`` (png, pdf or svg; default:
+    ``path``'s extension)."""
+    from recede._io import atomic_file
+
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not curves or not all(len(c) for c in curves.values()):
+        raise InvalidArgumentError("curves must hold at least one evaluation for every seed")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    per_seed = {s: dict(c) for s, c in curves.items()}
+    steps = sorted(set.intersection(*(set(c) for c in per_seed.values())))
+    R = np.array([[per_seed[s][t] for t in steps] for s in per_seed], dtype=np.float64)  # (seeds, evals)
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for s, c in per_seed.items():
+        t = sorted(c)
+        ax.plot(t, [c[v] for v in t], color="C0", lw=0.6, alpha=0.35)
+    n = len(per_seed)
+    if steps:
+        ax.fill_between(steps, R.min(axis=0), R.max(axis=0), color="C0", alpha=0.2, lw=0,
+                        label=f"min–max over {n} seed{'s' if n > 1 else ''}")
+        ax.plot(steps, R.mean(axis=0), "o-", color="C0", lw=1.8, ms=3,
+                label=f"mean over {n} seed{'s' if n > 1 else ''}")
+        ax.legend(loc="best", fontsize="small", frameon=False)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel("env steps (per seed)")
+    ax.set_ylabel("evaluation return")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    with atomic_file(path, "path") as tmp:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format=format, dpi=100)

@@ -93,9 +93,11 @@ class ReplayBuffer:
             "episode_ids": np.zeros(n, dtype=np.int64) if episode_ids is None
             else np.asarray(episode_ids, dtype=np.int64).reshape(n),
         }
-        if n > self.capacity:  # only the newest capacity rows survive
-            cols = {k: v[n - self.capacity:] for k, v in cols.items()}
-            self.added += n - self.capacity
+        if n > self.capacity:  # only the newest capacity rows survive, where add() would leave them
+            drop = n - self.capacity
+            cols = {k: v[drop:] for k, v in cols.items()}
+            self.ptr = (self.ptr + drop) % self.capacity
+            self.added += drop
             n = self.capacity
         idx = (self.ptr + np.arange(n)) % self.capacity
         for k, v in cols.items():

@@ -5,6 +5,10 @@
 
     import recede, gymnasium
     env = gymnasium.make("recede/cartpole-swingup-v0")
+
+``ModelEnv(task, num_envs, dynamics=...)`` runs any model (analytic, MuJoCo, a learned
+``Ensemble``) as a Gymnasium vector env for model-free learners; ``SingleModelEnv`` is its
+one-copy ``gymnasium.Env`` view (see :mod:`recede.envs.model_env`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 from recede.envs.env import TaskEnv
+from recede.envs.model_env import ModelEnv, SingleModelEnv
 from recede.envs.robots import GYM_TASKS, GymTask
 from recede.envs.tasks import TASKS, HoldCriterion, Task, register_task
 from recede.errors import UnknownNameError
@@ -49,5 +54,5 @@ for _task in TASKS.values():
             max_episode_steps=_task.episode_steps,
         )
 
-__all__ = ["GYM_TASKS", "GymTask", "HoldCriterion", "Task", "TaskEnv", "get_task", "list_tasks",
-           "register_task", "TASKS"]
+__all__ = ["GYM_TASKS", "GymTask", "HoldCriterion", "ModelEnv", "SingleModelEnv", "Task", "TaskEnv",
+           "get_task", "list_tasks", "register_task", "TASKS"]

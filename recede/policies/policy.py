@@ -25,6 +25,7 @@ import torch
 
 from recede._io import atomic_directory
 from recede.errors import InvalidArgumentError
+from recede.models.ensemble import torch_threads
 from recede.policies.networks import ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet
 
 FORMAT = "recede.Policy/1"
@@ -69,7 +70,9 @@ class NetworkPolicy:
         obs = np.asarray(obs, dtype=np.float32)
         lead = obs.shape[:-1]
         o = torch.from_numpy(np.ascontiguousarray(obs.reshape(1, -1, obs.shape[-1]))).to(self.device)
-        with torch.inference_mode():
+        # one thread for the small batches of closed-loop control: a second thread's hand-off costs
+        # more than the work (and much more on a busy machine)
+        with torch.inference_mode(), torch_threads(1 if o.shape[1] < 1024 else None):
             if self.net.members > 1:
                 o = o.expand(self.net.members, -1, -1)
             if self.deterministic or not isinstance(self.net, (GaussianPolicyNet, ClippedGaussianPolicyNet)):

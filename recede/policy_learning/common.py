@@ -62,12 +62,39 @@ def agent_streams(seed: int) -> tuple[np.random.Generator, int, int]:
 # ----------------------------------------------------------------------------- environments
 
 
+def exploring_start(task) -> Callable[[np.random.Generator], np.ndarray]:
+    """Training starts that visit the whole circle of every angle: each angle of the task's model
+    uniform in ``[-pi, pi)``, every other dimension from the task's own start box
+    (``initial_state +- initial_spread``). Analytic tasks only (their envs take
+    ``reset(options={"state": x})``). A swing-up's own start, hanging still, hardly ever shows a
+    learner the upright states; starting everywhere does (as Gymnasium's Pendulum-v1 starts)."""
+    if not hasattr(task, "initial_state") or not hasattr(task, "initial_spread"):
+        raise InvalidArgumentError(f"exploring_starts needs an analytic task with an initial state box; "
+                                   f"task {getattr(task, 'name', task)!r} has none")
+    x0 = np.asarray(task.initial_state, dtype=np.float64)
+    spread = np.asarray(task.initial_spread, dtype=np.float64)
+    angles = np.zeros(x0.shape, dtype=bool)
+    angles[list(getattr(task.dynamics(), "angle_dims", ()) or ())] = True
+    if not angles.any():
+        raise InvalidArgumentError(f"exploring_starts needs a task with angles; task {task.name!r} has none")
+
+    def draw(rng: np.random.Generator) -> np.ndarray:
+        x = x0 + rng.uniform(-1.0, 1.0, size=x0.shape) * spread
+        return np.where(angles, rng.uniform(-np.pi, np.pi, size=x0.shape), x)
+
+    return draw
+
+
 class RealEnvs:
     """``K`` real envs of ``task``, stepped one after another; observations are the task's
-    features of each env's model state."""
+    features of each env's model state. ``start(rng) -> x``: draw each training episode's start
+    state with the agent's generator ``start_rngs[k]`` instead of the env's own distribution."""
 
-    def __init__(self, task, k: int, env_seeds: Sequence[int], make_env: Callable | None = None):
+    def __init__(self, task, k: int, env_seeds: Sequence[int], make_env: Callable | None = None,
+                 start: Callable[[np.random.Generator], np.ndarray] | None = None,
+                 start_rngs: Sequence[np.random.Generator] | None = None):
         self.task = task
+        self.start, self.start_rngs = start, start_rngs
         self.envs = [(make_env or task.make_env)() for _ in range(k)]
         self.env_seeds = list(env_seeds)
         self.episodes = [0] * k  # episodes started, per agent (seeds the next reset)
@@ -81,7 +108,13 @@ class RealEnvs:
         return np.asarray(self.task.observation(self.task.state_of(self.envs[i])[None])[0], dtype=np.float64)
 
     def _reset(self, i: int) -> np.ndarray:
-        self.envs[i].reset(seed=self.env_seeds[i] * 100_003 + self.episodes[i])
+        # seeded once; later episodes draw their starts from the env's own stream (as a ModelEnv's
+        # copies do, so training on a ModelEnv over the task's own model repeats the real run)
+        seed = self.env_seeds[i] if self.episodes[i] == 0 else None
+        if self.start is None:
+            self.envs[i].reset(seed=seed)
+        else:
+            self.envs[i].reset(seed=seed, options={"state": self.start(self.start_rngs[i])})
         self.episodes[i] += 1
         self.lengths[i], self.returns[i] = 0, 0.0
         return self.features(i)
@@ -115,7 +148,8 @@ class RealEnvs:
     # exact resumes: everything that decides what the envs do next
     def snapshot(self) -> list[dict]:
         return [{"env": env_snapshot(e), "episodes": self.episodes[i], "length": self.lengths[i],
-                 "return": self.returns[i], "finished": list(self.finished[i])}
+                 "return": self.returns[i], "finished": list(self.finished[i]),
+                 "start_rng": None if self.start_rngs is None else self.start_rngs[i].bit_generator.state}
                 for i, e in enumerate(self.envs)]
 
     def restore(self, snaps: list[dict]) -> None:
@@ -123,6 +157,8 @@ class RealEnvs:
             env_restore(e, s["env"])
             self.episodes[i], self.lengths[i] = int(s["episodes"]), int(s["length"])
             self.returns[i], self.finished[i] = float(s["return"]), [float(v) for v in s["finished"]]
+            if self.start_rngs is not None and s.get("start_rng") is not None:
+                self.start_rngs[i].bit_generator.state = s["start_rng"]
 
 
 class ModelEnvs(RealEnvs):
@@ -171,8 +207,13 @@ class ModelEnvs(RealEnvs):
         pass
 
 
-def make_envs(task, k: int, env_seeds: Sequence[int], model=None, make_env: Callable | None = None):
-    return RealEnvs(task, k, env_seeds, make_env) if model is None else ModelEnvs(task, k, env_seeds, model)
+def make_envs(task, k: int, env_seeds: Sequence[int], model=None, make_env: Callable | None = None, *,
+              start=None, start_rngs=None):
+    if model is None:
+        return RealEnvs(task, k, env_seeds, make_env, start, start_rngs)
+    if start is not None:
+        raise InvalidArgumentError("exploring_starts applies to training in the real env, not in a model")
+    return ModelEnvs(task, k, env_seeds, model)
 
 
 # ----------------------------------------------------------------------------- env snapshots
@@ -313,7 +354,7 @@ def write_evals_csv(path: str, evals: Sequence[EvalLog]) -> None:
     w = csv.writer(buf)
     w.writerow(["seed", "env_steps", "return_mean", "return_std", "successes", "episodes", "wall_s"])
     for e in evals:
-        w.writerow([e.seed, e.env_steps, f"{e.return_mean:.6g}", f"{e.return_std:.6g}",
+        w.writerow([e.seed, e.env_steps, repr(e.return_mean), repr(e.return_std),
                     "" if e.successes is None else e.successes, len(e.returns), f"{e.wall_s:.3f}"])
     with atomic_file(path, "path") as tmp:
         with open(tmp, "w", encoding="utf-8", newline="") as f:

@@ -49,7 +49,7 @@ from recede.errors import Interrupted, InvalidArgumentError
 from recede.models.ensemble import torch_threads
 from recede.policies import GaussianPolicyNet, NetworkPolicy, QNet, save_policy, task_sizes
 from recede.policy_learning.common import (
-    EvalLog, agent_streams, check_seeds, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
+    EvalLog, agent_streams, check_seeds, exploring_start, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
     read_json, resolve_task, torch_generator, write_evals_csv, write_json,
 )
 
@@ -75,8 +75,12 @@ class SACConfig:
     steps: env steps per agent. learning_starts: uniformly random steps before learning.
     updates_per_step: gradient updates per env step (the update-to-data ratio). alpha: a fixed
     temperature, or None to tune it towards ``target_entropy`` (default ``-nu``) from
-    ``initial_alpha``. hidden: the actor's and critics' layer widths. threads: torch threads
-    (small networks run fastest on one). eval_every / eval_episodes: deterministic evaluation in
+    ``initial_alpha``. reward_scale: the critics learn ``reward_scale`` times the env's reward
+    (the SAC paper's reward scale; against the entropy bonus it sets how greedy the policy is;
+    evaluation reports the env's own return). hidden: the actor's and critics' layer widths. threads: torch threads
+    (small networks run fastest on one). exploring_starts: start training episodes with every
+    angle anywhere on its circle (:func:`~recede.policy_learning.common.exploring_start`;
+    analytic tasks); evaluation always starts from the task's own states. eval_every / eval_episodes: deterministic evaluation in
     the real env (also after the last step). checkpoint_every: steps between checkpoints when the
     run writes to a directory.
     """
@@ -93,7 +97,9 @@ class SACConfig:
     initial_alpha: float = 1.0
     target_entropy: float | None = None
     updates_per_step: int = 1
+    reward_scale: float = 1.0
     hidden: tuple[int, ...] = (256, 256)
+    exploring_starts: bool = False
     eval_every: int = 5_000
     eval_episodes: int = 5
     checkpoint_every: int = 10_000
@@ -114,6 +120,7 @@ class SACConfig:
         if self.target_entropy is not None:
             _float("target_entropy", self.target_entropy, -math.inf, math.inf, lo_open=True, hi_open=True)
         _int("updates_per_step", self.updates_per_step, 1)
+        _float("reward_scale", self.reward_scale, 0.0, math.inf, lo_open=True, hi_open=True)
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise InvalidArgumentError(f"hidden must be layer widths >= 1, got {self.hidden!r}")
@@ -145,8 +152,8 @@ class SACResult:
         return [(e.env_steps, e.return_mean) for e in self.evals if e.seed == seed]
 
 
-class _Agents(torch.nn.Module):
-    """The ``K`` agents' networks: actor, twin critics and their targets, log-temperatures."""
+class SACAgents(torch.nn.Module):
+    """The ``K`` agents' networks: actor, twin critics and their targets, log-temperatures ``(K, 1)``."""
 
     def __init__(self, K, nobs, nu, low, high, cfg: SACConfig, seeds, alpha0: float):
         super().__init__()
@@ -174,21 +181,35 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
     cfg = config or SACConfig()
     task = resolve_task(task)
     seeds = check_seeds(seeds)
-    out = out_dir(out)
     if resume and out is None:
         raise InvalidArgumentError("resume needs out, the directory holding the checkpoint")
+    if resume and not os.path.isdir(os.path.join(os.fspath(out), "checkpoint")):
+        raise InvalidArgumentError(f"resume: no checkpoint at {os.path.join(os.fspath(out), 'checkpoint')!r} "
+                                   f"(train without resume first)")
+    out = out_dir(out)
     device = torch.device(device)
     K = len(seeds)
     nx, nobs, nu = task_sizes(task)
     streams = [agent_streams(s) for s in seeds]
     rngs = [s[0] for s in streams]
     gens = [torch_generator(s[1], device) for s in streams]
-    envs = make_envs(task, K, [s[2] for s in streams], model, make_env)
+    start = exploring_start(task) if cfg.exploring_starts else None
+    envs = make_envs(task, K, [s[2] for s in streams], model, make_env, start=start,
+                     start_rngs=[np.random.default_rng([s, 29]) for s in seeds] if start else None)
+    try:
+        return _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on_step, on_eval,
+                      make_env)
+    finally:
+        envs.close()
+
+
+def _train(task, cfg, seeds, envs, rngs, gens, nobs, nu, out, resume, device, on_step, on_eval, make_env):
+    K = len(seeds)
     low, high = envs.low, envs.high
     target_entropy = -float(nu) if cfg.target_entropy is None else float(cfg.target_entropy)
     alpha0 = cfg.alpha if cfg.alpha is not None else cfg.initial_alpha
     with torch_threads(cfg.threads):
-        agents = _Agents(K, nobs, nu, low, high, cfg, seeds, max(alpha0, 1e-30)).to(device)
+        agents = SACAgents(K, nobs, nu, low, high, cfg, seeds, max(alpha0, 1e-30)).to(device)
         fused = {"fused": True} if device.type in ("cpu", "cuda") else {}  # one kernel per step
         q_opt = torch.optim.Adam(agents.critic.parameters(), lr=cfg.q_lr, **fused)
         pi_opt = torch.optim.Adam(agents.actor.parameters(), lr=cfg.policy_lr, **fused)
@@ -201,7 +222,6 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
         if resume:
             start, wall0, evals, obs = _load_checkpoint(ckpt, task, cfg, seeds, agents, q_opt, pi_opt, a_opt,
                                                         buffers, rngs, gens, envs, obs)
-        params = [list(agents.critic.parameters()), list(agents.target.parameters())]
         t0 = time.perf_counter() - wall0
         step = start
 
@@ -213,36 +233,12 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
 
         def update():
             idx = [b.sample_indices(cfg.batch_size, r) for b, r in zip(buffers, rngs)]
-            o = tensor(np.stack([b.obs[i] for b, i in zip(buffers, idx)]))
-            a = tensor(np.stack([b.actions[i] for b, i in zip(buffers, idx)]))
-            r = tensor(np.stack([b.rewards[i] for b, i in zip(buffers, idx)]))
-            o2 = tensor(np.stack([b.next_obs[i] for b, i in zip(buffers, idx)]))
-            d = tensor(np.stack([b.terminated[i] for b, i in zip(buffers, idx)]))
-            alpha = agents.log_alpha.exp().detach()  # (K, 1)
-            with torch.no_grad():
-                a2, logp2 = agents.actor.sample(o2, noise(cfg.batch_size))
-                q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
-                y = r + cfg.gamma * (1.0 - d) * q_next
-            q = agents.critic(o, a)  # (K, 2, B)
-            q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
-            q_opt.zero_grad(set_to_none=True)
-            q_loss.backward()
-            q_opt.step()
-            agents.critic.requires_grad_(False)  # the actor's loss needs dQ/da only
-            a_pi, logp = agents.actor.sample(o, noise(cfg.batch_size))
-            q_pi = agents.critic(o, a_pi).min(dim=1).values
-            pi_loss = (alpha * logp - q_pi).mean(dim=1).sum()
-            pi_opt.zero_grad(set_to_none=True)
-            pi_loss.backward()
-            pi_opt.step()
-            agents.critic.requires_grad_(True)
-            if cfg.alpha is None:
-                a_loss = -(agents.log_alpha * (logp.detach() + target_entropy)).mean(dim=1).sum()
-                a_opt.zero_grad(set_to_none=True)
-                a_loss.backward()
-                a_opt.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(params[1], params[0], cfg.tau)
+            batch = tuple(tensor(np.stack([getattr(b, f)[i] for b, i in zip(buffers, idx)]))
+                          for f in ("obs", "actions", "rewards", "next_obs", "terminated"))
+            if cfg.reward_scale != 1.0:
+                batch = (batch[0], batch[1], batch[2] * cfg.reward_scale, batch[3], batch[4])
+            sac_update(agents, (q_opt, pi_opt, a_opt), batch, noise, gamma=cfg.gamma, tau=cfg.tau,
+                       target_entropy=target_entropy, tune_alpha=cfg.alpha is None)
 
         def act_mean(feats):
             with torch.inference_mode():
@@ -261,28 +257,37 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
                              wall_s=time.perf_counter() - t0, resumed_from=start, interrupted=interrupted,
                              policies=pols)
 
+        def train_step(obs, step):
+            """Act, step every env, store, and update ``updates_per_step`` times."""
+            if step < cfg.learning_starts:
+                actions = np.stack([r.uniform(low, high) for r in rngs])
+            else:
+                with torch.no_grad():
+                    actions = agents.actor.sample(tensor(obs)[:, None], noise(1))[0][:, 0].double().cpu().numpy()
+            nxt, rew, term, trunc, final = envs.step(actions)
+            for k, b in enumerate(buffers):
+                # a terminal transition is never bootstrapped: a non-finite final state (a diverged
+                # simulation) is stored as zeros rather than poisoning the batch with NaN
+                f = final[k] if np.all(np.isfinite(final[k])) else np.zeros_like(final[k])
+                b.add(obs[k], actions[k], rew[k] if np.isfinite(rew[k]) else 0.0, f, term[k], trunc[k],
+                      envs.episodes[k])
+            step += 1
+            if step >= cfg.learning_starts:
+                for _ in range(cfg.updates_per_step):
+                    update()
+            return nxt, step
+
         def checkpoint():
             if ckpt is not None:
                 _save_checkpoint(ckpt, task, cfg, seeds, step, time.perf_counter() - t0, evals, obs, agents,
                                  q_opt, pi_opt, a_opt, buffers, rngs, gens, envs)
 
         try:
+            if resume and step % cfg.eval_every == 0 and step > 0 and (not evals or evals[-1].env_steps != step):
+                run_eval()  # Ctrl-C cut the evaluation due at this step
             while step < cfg.steps:
-                if step < cfg.learning_starts:
-                    actions = np.stack([r.uniform(low, high) for r in rngs])
-                else:
-                    with torch.no_grad():
-                        actions = agents.actor.sample(tensor(obs)[:, None], noise(1))[0][:, 0].double().cpu().numpy()
-                nxt, rew, term, trunc, final = envs.step(actions)
-                for k, b in enumerate(buffers):
-                    f = final[k] if np.all(np.isfinite(final[k])) else np.zeros_like(final[k])
-                    b.add(obs[k], actions[k], rew[k] if np.isfinite(rew[k]) else 0.0, f, term[k], trunc[k],
-                          envs.episodes[k] if hasattr(envs, "episodes") else 0)
-                obs = nxt
-                step += 1
-                if step >= cfg.learning_starts and step >= 1:
-                    for _ in range(cfg.updates_per_step):
-                        update()
+                with deferred_interrupt():  # a step happens whole, so the checkpoint it leaves is exact
+                    obs, step = train_step(obs, step)
                 if step % cfg.eval_every == 0 or step == cfg.steps:
                     run_eval()
                 if step % cfg.checkpoint_every == 0 and step < cfg.steps:
@@ -296,13 +301,58 @@ def sac(task, config: SACConfig | None = None, *, seeds: Sequence[int] = (0,), m
                 partial = result(True)
                 _write_outputs(out, partial, task)
             raise Interrupted(partial) from None
-        finally:
-            envs.close()
         res = result(False)
         with deferred_interrupt():
             checkpoint()
             _write_outputs(out, res, task)
         return res
+
+
+def sac_update(agents: SACAgents, optimizers, batch, noise: Callable[[int], torch.Tensor], *, gamma: float,
+               tau: float, target_entropy: float, tune_alpha: bool, update_actor: bool = True,
+               update_critic: bool = True) -> dict[str, torch.Tensor]:
+    """One SAC update of ``K`` agents on ``batch = (obs, actions, rewards, next_obs, terminated)``
+    (``(K, B, ...)`` tensors); ``noise(B) -> (K, B, nu)`` standard normal draws. Every loss is a
+    sum of per-agent means, so agents never mix. ``update_actor=False`` evaluates the current
+    actor (the critics and targets learn its Q function; the actor and temperature stay);
+    ``update_critic=False`` improves the actor against the critics as they are."""
+    q_opt, pi_opt, a_opt = optimizers
+    o, a, r, o2, d = batch
+    B = o.shape[1]
+    alpha = agents.log_alpha.exp().detach()  # (K, 1)
+    out = {}
+    if update_critic:
+        with torch.no_grad():
+            a2, logp2 = agents.actor.sample(o2, noise(B))
+            q_next = agents.target(o2, a2).min(dim=1).values - alpha * logp2
+            y = r + gamma * (1.0 - d) * q_next
+        q = agents.critic(o, a)  # (K, 2, B)
+        q_loss = (q - y.unsqueeze(1)).pow(2).mean(dim=2).sum()
+        q_opt.zero_grad(set_to_none=True)
+        q_loss.backward()
+        q_opt.step()
+        out["q_loss"] = q_loss.detach()
+    if update_actor:
+        agents.critic.requires_grad_(False)  # the actor's loss needs dQ/da only
+        try:
+            a_pi, logp = agents.actor.sample(o, noise(B))
+            q_pi = agents.critic(o, a_pi).min(dim=1).values
+            pi_loss = (alpha * logp - q_pi).mean(dim=1).sum()
+            pi_opt.zero_grad(set_to_none=True)
+            pi_loss.backward()
+            pi_opt.step()
+        finally:
+            agents.critic.requires_grad_(True)
+        out["pi_loss"] = pi_loss.detach()
+        if tune_alpha:
+            a_loss = -(agents.log_alpha * (logp.detach() + target_entropy)).mean(dim=1).sum()
+            a_opt.zero_grad(set_to_none=True)
+            a_loss.backward()
+            a_opt.step()
+    if update_critic:
+        with torch.no_grad():
+            torch._foreach_lerp_(list(agents.target.parameters()), list(agents.critic.parameters()), tau)
+    return out
 
 
 def _policy(actor, k, task, seed, step, cfg) -> NetworkPolicy:
