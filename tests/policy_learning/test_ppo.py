@@ -1,6 +1,6 @@
 """PPO (recede/policy_learning/ppo.py) against oracles: GAE against its definition, a constant
-reward's value under a time limit against ``r / (1 - gamma)``, the closed-loop cost on a
-linear-quadratic task against LQR's (scipy's Riccati solution); and the learner's contracts:
+reward's value under a time limit against ``r / (1 - gamma)``, the closed-loop cost on the
+linear-quadratic task of conftest.py against LQR's (scipy's Riccati solution); and the learner's contracts:
 same seed same run, one seed of a batch equal to that seed alone, an exact resume, saved policies,
 named errors."""
 
@@ -12,7 +12,6 @@ import os
 import gymnasium as gym
 import numpy as np
 import pytest
-import scipy.linalg
 import torch
 
 from recede.errors import Interrupted, InvalidArgumentError
@@ -20,6 +19,8 @@ from recede.models.linear import LinearDynamics
 from recede.policies import ClippedGaussianPolicyNet, NetworkPolicy, load_policy, policy_info
 from recede.policy_learning import ppo as ppo_module
 from recede.policy_learning.ppo import PPOConfig, PPOResult, gae, ppo
+
+from .conftest import LQTask
 
 # ----------------------------------------------------------------------------- GAE
 
@@ -139,66 +140,22 @@ class _ConstTask:
         return None
 
 
-# A linear-quadratic task: a double integrator (dt 0.2), reward -(x'Qx + u'Ru), Gaussian initial
-# states, episodes of 20 steps cut by a time limit. Its optimal policy is the LQR gain.
+# The linear-quadratic task (tests/policy_learning/conftest.py) as a double integrator with dt 0.2,
+# no process noise, starts uniform in [-1.5, 1.5]^2, episodes of 20 steps cut by a time limit (the
+# LQR closed loop settles within them: its poles are at 0.76).
 LQ_DT = 0.2
-LQ_A = np.array([[1.0, LQ_DT], [0.0, 1.0]])
-LQ_B = np.array([[LQ_DT ** 2 / 2.0], [LQ_DT]])
-LQ_Q = np.diag([1.0, 0.1])
-LQ_R = np.array([[0.1]])
-LQ_BOUND = 15.0  # the LQR action stays inside from 4-sigma initial states
-LQ_STEPS = 20
-
-
-class _LQEnv(gym.Env):
-    def __init__(self):
-        self.observation_space = gym.spaces.Box(-np.inf, np.inf, shape=(2,), dtype=np.float64)
-        self.action_space = gym.spaces.Box(-LQ_BOUND, LQ_BOUND, shape=(1,), dtype=np.float64)
-        self.state = np.zeros(2)
-        self._t = 0
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.state = self.np_random.normal(0.0, 1.0, size=2)
-        self._t = 0
-        return self.state.copy(), {}
-
-    def step(self, action):
-        u = np.clip(np.asarray(action, dtype=np.float64).reshape(1), -LQ_BOUND, LQ_BOUND)
-        x = self.state
-        reward = -float(x @ LQ_Q @ x + u @ LQ_R @ u)
-        self.state = LQ_A @ x + LQ_B @ u
-        self._t += 1
-        return self.state.copy(), reward, False, self._t >= LQ_STEPS, {}
-
-
-class _LQTask:
-    name = "lq"
-
-    def dynamics(self):
-        return LinearDynamics(LQ_A, LQ_B, action_low=[-LQ_BOUND], action_high=[LQ_BOUND])
-
-    def observation(self, X):
-        return np.asarray(X, dtype=np.float64)
-
-    def make_env(self):
-        return _LQEnv()
-
-    @staticmethod
-    def state_of(env):
-        return np.array(env.unwrapped.state, dtype=np.float64)
-
-    def judge(self, env, terminated, steps):
-        return None
+LQ = LQTask(A=np.array([[1.0, LQ_DT], [0.0, 1.0]]), B=np.array([[LQ_DT ** 2 / 2.0], [LQ_DT]]), Q=np.diag([1.0, 0.1]),
+            R=np.array([[0.1]]), W=np.zeros((2, 2)), x0=1.5, bound=10.0, episode_steps=20)
 
 
 def _lq_costs(act_batch, x0):
-    """Each episode's summed cost from ``x0 (N, 2)`` under ``act_batch`` (clipped as the env does)."""
+    """Each episode's summed cost ``(x'Qx + u'Ru) / 2`` from ``x0 (N, 2)`` under ``act_batch``
+    (actions clipped as the env clips them)."""
     x, total = x0.copy(), np.zeros(len(x0))
-    for _ in range(LQ_STEPS):
-        u = np.clip(act_batch(x), -LQ_BOUND, LQ_BOUND)
-        total += np.einsum("ni,ij,nj->n", x, LQ_Q, x) + np.einsum("ni,ij,nj->n", u, LQ_R, u)
-        x = x @ LQ_A.T + u @ LQ_B.T
+    for _ in range(LQ.episode_steps):
+        u = np.clip(act_batch(x), -LQ.bound, LQ.bound)
+        total += 0.5 * (np.einsum("ni,ij,nj->n", x, LQ.Q, x) + np.einsum("ni,ij,nj->n", u, LQ.R, u))
+        x = x @ LQ.A.T + u @ LQ.B.T
     return total
 
 
@@ -234,16 +191,14 @@ def test_closed_loop_cost_within_5_percent_of_lqr():
     """On the linear-quadratic task, each seed's deterministic policy costs at most 5% more than
     the LQR gain (the Riccati solution's, which is optimal) from the same 500 initial states; the
     untrained policy costs far more (the check can fail)."""
-    P = scipy.linalg.solve_discrete_are(LQ_A, LQ_B, LQ_Q, LQ_R)
-    K = np.linalg.solve(LQ_R + LQ_B.T @ P @ LQ_B, LQ_B.T @ P @ LQ_A)
-    x0 = np.random.default_rng(123).normal(0.0, 1.0, (500, 2))
-    lqr = _lq_costs(lambda X: -X @ K.T, x0).mean()
-    assert np.isclose(lqr, np.trace(P) * 1.0, rtol=0.1)  # ~ E[x0' P x0] for x0 ~ N(0, I)
-    task = _LQTask()
+    K, P = LQ.lqr()
+    x0 = np.random.default_rng(123).uniform(-LQ.x0, LQ.x0, (500, 2))
+    lqr = _lq_costs(lambda X: X @ K.T, x0).mean()
+    assert np.isclose(lqr, 0.5 * np.trace(P) * LQ.x0 ** 2 / 3.0, rtol=0.1)  # E[x0'Px0] / 2
     cfg = PPOConfig(steps=102_400, num_envs=8, rollout_steps=256, minibatches=32, lr=1e-3, log_std_init=-1.5,
                     clip_value=None, eval_every=10 ** 9, eval_episodes=1)
-    res = ppo(task, cfg, seeds=[0, 1])
-    untrained = NetworkPolicy(ClippedGaussianPolicyNet(1, 2, 1, [-LQ_BOUND], [LQ_BOUND], seeds=[0]), task)
+    res = ppo(LQ, cfg, seeds=[0, 1])
+    untrained = NetworkPolicy(ClippedGaussianPolicyNet(1, 2, 1, [-LQ.bound], [LQ.bound], seeds=[0]), LQ)
     assert _lq_costs(untrained.act_batch, x0).mean() > 1.5 * lqr
     for pol in res.policies:
         ratio = _lq_costs(pol.act_batch, x0).mean() / lqr
@@ -382,3 +337,21 @@ def test_bad_calls_are_named(tmp_path):
     weights.write_bytes(bytes(blob))
     with pytest.raises(InvalidArgumentError, match="checksum does not match state.json"):
         ppo("pendulum-swingup", SMALL, seeds=[0], out=str(tmp_path), resume=True)
+
+
+def test_training_in_a_model_env_of_the_tasks_own_model_repeats_the_real_run():
+    """A :class:`~recede.envs.ModelEnv` over the pendulum's own model, 2 seeds x 2 envs, through
+    the time limit's truncations (episodes of 200 steps, 256 steps per env): the same run."""
+    from recede.envs import get_task
+
+    task = get_task("pendulum-swingup")
+    cfg = PPOConfig(steps=512, num_envs=2, rollout_steps=128, minibatches=4, epochs=2, eval_every=256,
+                    eval_episodes=1)
+    real = ppo(task, cfg, seeds=[4, 5])
+    model = ppo(task, cfg, seeds=[4, 5], model=task.dynamics())
+    assert real.iterations[-1].train_return[0] is not None  # episodes ended and restarted
+    assert [i.train_return for i in real.iterations] == [i.train_return for i in model.iterations]
+    X = np.random.default_rng(0).normal(size=(20, 2))
+    for k in range(2):
+        np.testing.assert_allclose(model.policies[k].act_batch(X), real.policies[k].act_batch(X), atol=1e-6)
+    np.testing.assert_allclose([e.returns for e in model.evals], [e.returns for e in real.evals], atol=1e-6)
