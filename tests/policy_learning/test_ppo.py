@@ -93,6 +93,33 @@ def test_gae_matches_its_definition_with_terminations_and_truncations(lam):
                                                                             gamma), rtol=1e-12, atol=1e-12)
 
 
+# ----------------------------------------------------------------------------- the policy
+
+
+def test_the_clipped_gaussian_policy_against_torch_distributions():
+    low, high = torch.tensor([-1.0, 0.0]), torch.tensor([3.0, 1.0])
+    net = ClippedGaussianPolicyNet(3, 4, 2, low, high, hidden=(8, 8), seeds=[0, 1, 2], log_std_init=-0.5)
+    for l, w in enumerate(net.mlp.weights):  # orthogonal layers: W'W or WW' is gain^2 I
+        gain2 = 2.0 if l < 2 else 1e-4
+        for k in range(3):
+            m = w[k].detach().double()
+            m = m.T @ m if m.shape[0] >= m.shape[1] else m @ m.T
+            assert torch.allclose(m, gain2 * torch.eye(len(m), dtype=torch.float64), atol=1e-5 * gain2 + 1e-12)
+    alone = ClippedGaussianPolicyNet(1, 4, 2, low, high, hidden=(8, 8), seeds=[1], log_std_init=-0.5)
+    assert all(torch.equal(a[0], b[1]) for a, b in zip(alone.mlp.weights, net.mlp.weights))
+    obs = torch.randn(3, 50, 4)
+    noise = torch.randn(3, 50, 2) * 3.0
+    mu, log_std = net(obs)
+    a, logp = net.sample(obs, noise)
+    z = mu + log_std.exp() * noise
+    scale, centre = (high - low) / 2, (high + low) / 2
+    ref = torch.distributions.Normal(centre + scale * mu, scale * log_std.exp()).log_prob(centre + scale * z).sum(-1)
+    assert torch.allclose(logp, ref, atol=1e-5)
+    assert torch.allclose(a, torch.minimum(torch.maximum(centre + scale * z, low), high), atol=1e-6)
+    assert ((a == low) | (a == high)).any()  # some samples were clipped
+    assert torch.allclose(net.mean_action(obs), torch.minimum(torch.maximum(centre + scale * mu, low), high), atol=1e-6)
+
+
 # ----------------------------------------------------------------------------- test tasks
 
 
