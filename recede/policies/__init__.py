@@ -1,6 +1,7 @@
 """Policies and value functions (torch): networks batched over members, and checkpoints.
 
 - :mod:`recede.policies.networks` :class:`GaussianPolicyNet` (tanh-squashed, SAC),
+  :class:`ClippedGaussianPolicyNet` (state-independent std, clipped samples, PPO),
   :class:`DeterministicPolicyNet`, :class:`QNet` (twin or ensemble critics as one module),
   :class:`VNet`, :class:`ObsNormalizer`; all built on :class:`recede.models.layers.BatchedMLP`,
   the dynamics ensemble's batched layers.
@@ -11,8 +12,11 @@ Shapes: ``K`` members (seeds trained as one batch), ``N`` rows; ``obs: (K, N, no
 ``act: (K, N, nu)``.
 """
 
-from recede.policies.networks import DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet
+from recede.policies.networks import (
+    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet, orthogonal_init,
+)
 from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
 
-__all__ = ["DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy", "ObsNormalizer", "QNet", "VNet",
-           "load_policy", "policy_info", "save_policy", "task_sizes"]
+__all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy",
+           "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
+           "task_sizes"]

@@ -8,10 +8,13 @@ layer. Inputs are observations ``obs: (K, N, nobs)`` (a policy's features of the
 - :class:`ObsNormalizer`: per-member running mean and std of observations (Chan et al.'s parallel
   update), applied inside every network that is given one, saved with it.
 - :class:`GaussianPolicyNet`: a tanh-squashed Gaussian (SAC's actor), mapped to the action bounds.
+- :class:`ClippedGaussianPolicyNet`: an unsquashed Gaussian with a state-independent ``log_std``
+  whose samples are clipped to the bounds (PPO's actor).
 - :class:`DeterministicPolicyNet`: ``tanh`` of an MLP mapped to the bounds (TD3/DDPG, behaviour
   cloning, the S-step of guided policy search).
 - :class:`QNet`: ``heads`` Q functions per member (twin critics: ``heads=2``), one module.
 - :class:`VNet`: ``heads`` state-value functions per member (PPO's critic, value ensembles).
+- :func:`orthogonal_init`: re-draw a :class:`BatchedMLP`'s weights orthogonally (PPO's init).
 """
 
 from __future__ import annotations
@@ -56,6 +59,23 @@ def _head_generators(seeds, members: int, heads: int, salt: int) -> list[torch.G
         return None
     _generators(seeds, members, salt)  # checks the count
     return [g for s in seeds for h in range(heads) for g in _generators([s], 1, salt + 7919 * h)]
+
+
+def _run(mlp: BatchedMLP, x: torch.Tensor) -> torch.Tensor:
+    """``mlp(x)``, a lone member run as a batch of two (itself twice, the copy's output dropped).
+
+    torch multiplies a batch of one matrix with another kernel than a batch of several (MKL's
+    gemv where a layer is one wide), so a member alone would differ in the last bits from the same
+    member in a batch of seeds; as a batch of two it takes the batched kernel, whose results do not
+    depend on the batch's size (forward and backward)."""
+    if mlp.members != 1:
+        return mlp(x)
+    Ws = [w.expand(2, *w.shape[1:]) for w in mlp.weights]
+    bs = [b.expand(2, *b.shape[1:]) for b in mlp.biases]
+    h = x.expand(2, *x.shape[1:])
+    for w, b in zip(Ws[:-1], bs[:-1]):
+        h = mlp._act(torch.baddbmm(b, h, w))
+    return torch.baddbmm(bs[-1], h, Ws[-1])[:1]
 
 
 class ObsNormalizer(torch.nn.Module):
@@ -143,6 +163,88 @@ class GaussianPolicyNet(torch.nn.Module):
         return self.bounds.centre + self.bounds.scale * torch.tanh(mu)
 
 
+def orthogonal_init(mlp: BatchedMLP, gains: Sequence[float], *, seeds: Sequence[int] | None = None,
+                    salt: int = 0) -> BatchedMLP:
+    """Re-draw every layer of ``mlp`` as an orthogonal matrix times ``gains[l]`` with zero biases
+    (``torch.nn.init.orthogonal_`` on the ``(out, in)`` weight, as CleanRL's and the PPO code's
+    ``layer_init``). ``seeds``: one per member (member ``e`` draws from its own generator seeded
+    from ``(seeds[e], salt)``, so a member's weights do not depend on the batch); None draws from
+    torch's global generator."""
+    gains = [float(g) for g in gains]
+    if len(gains) != len(mlp.weights):
+        raise InvalidArgumentError(f"gains must hold one gain per layer ({len(mlp.weights)}), got {gains!r}")
+    gens = _generators(seeds, mlp.members, salt) or [None] * mlp.members
+    with torch.no_grad():
+        for e, g in enumerate(gens):
+            for w, b, gain in zip(mlp.weights, mlp.biases, gains):
+                t = torch.empty(w.shape[2], w.shape[1])
+                torch.nn.init.orthogonal_(t, gain=gain, generator=g)
+                w[e].copy_(t.T)
+                b[e].zero_()
+    return mlp
+
+
+class ClippedGaussianPolicyNet(torch.nn.Module):
+    """A Gaussian policy per member with a state-independent log standard deviation, its samples
+    clipped to the action bounds (PPO's actor: CleanRL's ``ppo_continuous_action.py``, the PPO
+    paper's MuJoCo policy).
+
+    The network works in normalised action units: ``z ~ N(mu(obs), exp(log_std)^2)`` per dim, and
+    the env receives ``a = centre + scale * clip(z, -1, 1)``, so ``z = +-1`` are the bounds
+    whatever their units. ``log_std`` is a parameter ``(K, 1, nu)`` (initially
+    ``log_std_init``). ``forward(obs)`` -> ``(mu, log_std)`` ``(K, N, nu)`` each (``log_std``
+    broadcast); :meth:`head` is the same on features already normalised; ``sample(obs, noise)`` ->
+    clipped actions and the log-density of the unclipped ``z`` ``(K, N)``; ``mean_action(obs)``:
+    the deterministic action ``centre + scale * clip(mu, -1, 1)``. Initialisation: orthogonal
+    layers with gain ``sqrt(2)``, the last with gain 0.01 (the mean starts near the centre).
+    """
+
+    kind = "gaussian_clip"
+
+    def __init__(self, members: int, nobs: int, nu: int, low, high, *, hidden: Sequence[int] = (64, 64),
+                 activation: str = "tanh", seeds: Sequence[int] | None = None, normalize: bool = False,
+                 log_std_init: float = 0.0):
+        super().__init__()
+        self.members, self.nobs, self.nu = _check_dim("members", members), _check_dim("nobs", nobs), _check_dim("nu", nu)
+        self.hidden, self.normalize = tuple(int(h) for h in hidden), bool(normalize)
+        # drawn from a throwaway generator, then re-drawn orthogonally from the members' own
+        self.mlp = BatchedMLP(members, [nobs, *self.hidden, nu], activation=activation, generators=torch.Generator())
+        orthogonal_init(self.mlp, [math.sqrt(2.0)] * len(self.hidden) + [0.01], seeds=seeds, salt=5)
+        self.log_std = torch.nn.Parameter(torch.full((members, 1, nu), float(log_std_init)))
+        self.norm = ObsNormalizer(members, nobs)
+        self.bounds = _Bounds(low, high)
+
+    def head(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, log_std)`` for features ``feats`` already normalised (``(K, N, nobs)``)."""
+        mu = _run(self.mlp, feats)
+        return mu, self.log_std.expand_as(mu)
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.head(self.norm(obs) if self.normalize else obs)
+
+    def to_action(self, z: torch.Tensor) -> torch.Tensor:
+        """Normalised actions ``z`` -> the env's actions, clipped to the bounds."""
+        return self.bounds.centre + self.bounds.scale * z.clamp(-1.0, 1.0)
+
+    @staticmethod
+    def log_prob(z: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+        """Log-density of normalised actions ``z`` under ``N(mu, exp(log_std)^2)``, summed over
+        the action dims: ``(K, N, nu)`` -> ``(K, N)``."""
+        return (-0.5 * ((z - mu) * torch.exp(-log_std)).pow(2) - log_std - 0.5 * math.log(2.0 * math.pi)).sum(-1)
+
+    def sample(self, obs: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A sample with standard normal ``noise (K, N, nu)``: the env's actions (clipped)
+        ``(K, N, nu)`` and the log-density of the unclipped sample in the env's units ``(K, N)``."""
+        mu, log_std = self(obs)
+        z = mu + log_std.exp() * noise
+        logp = self.log_prob(z, mu, log_std) - torch.log(self.bounds.scale).sum(-1)
+        return self.to_action(z), logp
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        mu, _ = self(obs)
+        return self.to_action(mu)
+
+
 class DeterministicPolicyNet(torch.nn.Module):
     """``a = centre + scale * tanh(mlp(obs))`` per member (``K, N, nu``)."""
 
@@ -201,4 +303,4 @@ class VNet(torch.nn.Module):
         K, N = obs.shape[0], obs.shape[1]
         x = self.norm(obs) if self.normalize else obs
         x = x.unsqueeze(1).expand(K, self.heads, N, x.shape[-1]).reshape(K * self.heads, N, -1)
-        return self.mlp(x).reshape(K, self.heads, N)
+        return _run(self.mlp, x).reshape(K, self.heads, N)

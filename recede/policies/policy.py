@@ -26,12 +26,13 @@ import torch
 from recede._io import atomic_directory
 from recede.errors import InvalidArgumentError
 from recede.models.ensemble import torch_threads
-from recede.policies.networks import DeterministicPolicyNet, GaussianPolicyNet
+from recede.policies.networks import ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet
 
 FORMAT = "recede.Policy/1"
 WEIGHTS = "policy.safetensors"
 META = "policy.json"
-KINDS = {"gaussian": GaussianPolicyNet, "deterministic": DeterministicPolicyNet}
+KINDS = {"gaussian": GaussianPolicyNet, "deterministic": DeterministicPolicyNet,
+         "gaussian_clip": ClippedGaussianPolicyNet}
 
 
 def task_sizes(task) -> tuple[int, int, int]:
@@ -74,7 +75,7 @@ class NetworkPolicy:
         with torch.inference_mode(), torch_threads(1 if o.shape[1] < 1024 else None):
             if self.net.members > 1:
                 o = o.expand(self.net.members, -1, -1)
-            if self.deterministic or not isinstance(self.net, GaussianPolicyNet):
+            if self.deterministic or not isinstance(self.net, (GaussianPolicyNet, ClippedGaussianPolicyNet)):
                 a = self.net.mean_action(o)
             else:
                 noise = torch.from_numpy(self._rng.standard_normal((o.shape[0], o.shape[1], self.nu),
@@ -102,6 +103,8 @@ def _member_tensors(net: torch.nn.Module, member: int) -> dict[str, torch.Tensor
     t["norm.mean"], t["norm.var"], t["norm.count"] = (net.norm.mean[member], net.norm.var[member],
                                                       net.norm.count[member])
     t["bounds.scale"], t["bounds.centre"] = net.bounds.scale[0], net.bounds.centre[0]
+    if isinstance(getattr(net, "log_std", None), torch.nn.Parameter):  # a state-independent std
+        t["log_std"] = net.log_std[member]
     return {k: v.detach().float().cpu().contiguous() for k, v in t.items()}
 
 
@@ -207,5 +210,7 @@ def load_policy(path: str, task, *, device: str | torch.device = "cpu",
         net.norm.mean[0].copy_(tensors["norm.mean"])
         net.norm.var[0].copy_(tensors["norm.var"])
         net.norm.count[0].copy_(tensors["norm.count"])
+        if "log_std" in tensors:
+            net.log_std[0].copy_(tensors["log_std"])
     net = net.to(device)
     return NetworkPolicy(net, task, deterministic=deterministic, meta=info.get("meta") or {})
