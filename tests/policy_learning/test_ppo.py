@@ -224,7 +224,7 @@ def test_closed_loop_cost_within_5_percent_of_lqr():
     assert np.isclose(lqr, 0.5 * np.trace(P) * LQ.x0 ** 2 / 3.0, rtol=0.1)  # E[x0'Px0] / 2
     cfg = PPOConfig(steps=102_400, num_envs=8, rollout_steps=256, minibatches=32, lr=1e-3, log_std_init=-1.5,
                     clip_value=None, eval_every=10 ** 9, eval_episodes=1)
-    res = ppo(LQ, cfg, seeds=[0, 1])
+    res = ppo(LQ, cfg, seeds=[0])  # seeds 0..4 landed at 1.007-1.025 of LQR; one keeps CI short
     untrained = NetworkPolicy(ClippedGaussianPolicyNet(1, 2, 1, [-LQ.bound], [LQ.bound], seeds=[0]), LQ)
     assert _lq_costs(untrained.act_batch, x0).mean() > 1.5 * lqr
     for pol in res.policies:
