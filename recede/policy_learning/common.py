@@ -16,6 +16,7 @@ import csv
 import dataclasses
 import io
 import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -43,6 +44,38 @@ def check_seeds(seeds) -> tuple[int, ...]:
     if len(set(out)) != len(out):
         raise InvalidArgumentError(f"seeds must be distinct, got {list(out)!r}")
     return tuple(int(s) for s in out)
+
+
+def check_int(name, v, minimum):
+    """A config field: an int >= ``minimum``, else a named error."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
+        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {v!r}")
+
+
+def check_float(name, v, lo, hi, *, lo_open=False, hi_open=False):
+    """A config field: a finite number in ``[lo, hi]`` (ends open as asked), else a named error."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
+            (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+        a, b = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise InvalidArgumentError(f"{name} must be a number in {a}{lo:g}, {hi:g}{b}, got {v!r}")
+
+
+def check_resume_state(state, path: str, fmt: str, algo: str, task, seeds, cfg, resumable) -> None:
+    """Refuse a checkpoint's ``state.json`` of another format, task, seeds or config (fields
+    outside ``resumable`` must be equal), naming what differs."""
+    if not isinstance(state, dict) or state.get("format") != fmt:
+        raise InvalidArgumentError(f"{path}: not a {algo} checkpoint (format {fmt!r})")
+    if state["task"] != task.name:
+        raise InvalidArgumentError(f"resume: the checkpoint is for task {state['task']!r}, not {task.name!r}")
+    if list(state["seeds"]) != list(seeds):
+        raise InvalidArgumentError(f"resume: the checkpoint is for seeds {state['seeds']}, not {list(seeds)}")
+    saved = dict(state["config"])
+    saved["hidden"] = tuple(saved["hidden"])
+    mine = dataclasses.asdict(cfg)
+    diff = sorted(k for k in mine if k not in resumable and saved.get(k) != mine[k])
+    if diff:
+        raise InvalidArgumentError("resume: the checkpoint was trained with other options: " +
+                                   ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diff))
 
 
 def torch_generator(seed: int, device) -> torch.Generator:

@@ -69,6 +69,7 @@ from recede.models.ensemble import torch_threads
 from recede.models.layers import ACTIVATIONS
 from recede.policies import ClippedGaussianPolicyNet, NetworkPolicy, VNet, orthogonal_init, save_policy, task_sizes
 from recede.policy_learning.common import (
+    check_float, check_int, check_resume_state,
     EvalLog, agent_streams, check_seeds, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
     read_json, resolve_task, torch_generator, write_evals_csv, write_json,
 )
@@ -77,18 +78,6 @@ FORMAT = "recede.PPO/1"
 CLIP_REWARD = 10.0  # normalised rewards are clipped to +-10 (CleanRL; observations: ObsNormalizer.clip)
 # options that may change on resume (they do not change what the agents learn, or extend the run)
 RESUMABLE_CHANGES = ("steps", "eval_every", "eval_episodes", "checkpoint_every", "threads")
-
-
-def _int(name, v, minimum):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
-def _float(name, v, lo, hi, *, lo_open=False, hi_open=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
-            (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-        a, b = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise InvalidArgumentError(f"{name} must be a number in {a}{lo:g}, {hi:g}{b}, got {v!r}")
 
 
 def _bool(name, v):
@@ -141,11 +130,11 @@ class PPOConfig:
     threads: int | None = 1
 
     def __post_init__(self):
-        _int("steps", self.steps, 1)
-        _int("num_envs", self.num_envs, 1)
-        _int("rollout_steps", self.rollout_steps, 1)
-        _int("epochs", self.epochs, 1)
-        _int("minibatches", self.minibatches, 1)
+        check_int("steps", self.steps, 1)
+        check_int("num_envs", self.num_envs, 1)
+        check_int("rollout_steps", self.rollout_steps, 1)
+        check_int("epochs", self.epochs, 1)
+        check_int("minibatches", self.minibatches, 1)
         batch = self.num_envs * self.rollout_steps
         if batch % self.minibatches:
             raise InvalidArgumentError(f"minibatches must divide num_envs * rollout_steps ({batch}), "
@@ -153,16 +142,16 @@ class PPOConfig:
         if self.normalize_advantages and batch // self.minibatches < 2:
             raise InvalidArgumentError(f"minibatches must leave >= 2 samples per minibatch to normalise "
                                        f"advantages (num_envs * rollout_steps = {batch}), got {self.minibatches}")
-        _float("gamma", self.gamma, 0.0, 1.0)
-        _float("gae_lambda", self.gae_lambda, 0.0, 1.0)
-        _float("clip", self.clip, 0.0, math.inf, lo_open=True, hi_open=True)
+        check_float("gamma", self.gamma, 0.0, 1.0)
+        check_float("gae_lambda", self.gae_lambda, 0.0, 1.0)
+        check_float("clip", self.clip, 0.0, math.inf, lo_open=True, hi_open=True)
         if self.clip_value is not None:
-            _float("clip_value", self.clip_value, 0.0, math.inf, lo_open=True, hi_open=True)
-        _float("entropy_coef", self.entropy_coef, -math.inf, math.inf, lo_open=True, hi_open=True)
-        _float("value_coef", self.value_coef, 0.0, math.inf, hi_open=True)
+            check_float("clip_value", self.clip_value, 0.0, math.inf, lo_open=True, hi_open=True)
+        check_float("entropy_coef", self.entropy_coef, -math.inf, math.inf, lo_open=True, hi_open=True)
+        check_float("value_coef", self.value_coef, 0.0, math.inf, hi_open=True)
         if self.max_grad_norm is not None:
-            _float("max_grad_norm", self.max_grad_norm, 0.0, math.inf, lo_open=True, hi_open=True)
-        _float("lr", self.lr, 0.0, 1.0, lo_open=True)
+            check_float("max_grad_norm", self.max_grad_norm, 0.0, math.inf, lo_open=True, hi_open=True)
+        check_float("lr", self.lr, 0.0, 1.0, lo_open=True)
         for name in ("anneal_lr", "normalize_advantages", "normalize_obs", "normalize_reward"):
             _bool(name, getattr(self, name))
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
@@ -171,12 +160,12 @@ class PPOConfig:
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
         if self.activation not in ACTIVATIONS:
             raise InvalidArgumentError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
-        _float("log_std_init", self.log_std_init, -20.0, 2.0)
-        _int("eval_every", self.eval_every, 1)
-        _int("eval_episodes", self.eval_episodes, 1)
-        _int("checkpoint_every", self.checkpoint_every, 1)
+        check_float("log_std_init", self.log_std_init, -20.0, 2.0)
+        check_int("eval_every", self.eval_every, 1)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("checkpoint_every", self.checkpoint_every, 1)
         if self.threads is not None:
-            _int("threads", self.threads, 1)
+            check_int("threads", self.threads, 1)
 
     @property
     def batch(self) -> int:
@@ -614,19 +603,7 @@ def _load_checkpoint(path, task, cfg, seeds, agents, opt, rngs, gens, envs, rsca
     if not os.path.isdir(path):
         raise InvalidArgumentError(f"resume: no checkpoint at {path!r} (train without resume first)")
     state = read_json(os.path.join(path, "state.json"), "resume")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InvalidArgumentError(f"{path}: not a PPO checkpoint (format {FORMAT!r})")
-    if state["task"] != task.name:
-        raise InvalidArgumentError(f"resume: the checkpoint is for task {state['task']!r}, not {task.name!r}")
-    if list(state["seeds"]) != list(seeds):
-        raise InvalidArgumentError(f"resume: the checkpoint is for seeds {state['seeds']}, not {list(seeds)}")
-    saved = dict(state["config"])
-    saved["hidden"] = tuple(saved["hidden"])
-    mine = dataclasses.asdict(cfg)
-    diff = sorted(k for k in mine if k not in RESUMABLE_CHANGES and saved.get(k) != mine[k])
-    if diff:
-        raise InvalidArgumentError("resume: the checkpoint was trained with other options: " +
-                                   ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diff))
+    check_resume_state(state, path, FORMAT, "PPO", task, seeds, cfg, RESUMABLE_CHANGES)
     wpath = os.path.join(path, "agents.safetensors")
     try:
         with open(wpath, "rb") as f:

@@ -49,23 +49,12 @@ from recede.errors import Interrupted, InvalidArgumentError
 from recede.models.ensemble import torch_threads
 from recede.policies import GaussianPolicyNet, NetworkPolicy, QNet, save_policy, task_sizes
 from recede.policy_learning.common import (
+    check_float, check_int, check_resume_state,
     EvalLog, agent_streams, check_seeds, exploring_start, evals_from_json, evals_to_json, evaluate, make_envs, out_dir,
     read_json, resolve_task, torch_generator, write_evals_csv, write_json,
 )
 
 FORMAT = "recede.SAC/1"
-
-
-def _int(name, v, minimum):
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise InvalidArgumentError(f"{name} must be an int >= {minimum}, got {v!r}")
-
-
-def _float(name, v, lo, hi, *, lo_open=False, hi_open=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or \
-            (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-        a, b = ("(" if lo_open else "["), (")" if hi_open else "]")
-        raise InvalidArgumentError(f"{name} must be a number in {a}{lo:g}, {hi:g}{b}, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -106,30 +95,30 @@ class SACConfig:
     threads: int | None = 1
 
     def __post_init__(self):
-        _int("steps", self.steps, 1)
-        _int("learning_starts", self.learning_starts, 0)
-        _int("batch_size", self.batch_size, 1)
-        _int("buffer_size", self.buffer_size, 1)
-        _float("gamma", self.gamma, 0.0, 1.0, hi_open=True)
-        _float("tau", self.tau, 0.0, 1.0, lo_open=True)
-        _float("policy_lr", self.policy_lr, 0.0, 1.0, lo_open=True)
-        _float("q_lr", self.q_lr, 0.0, 1.0, lo_open=True)
+        check_int("steps", self.steps, 1)
+        check_int("learning_starts", self.learning_starts, 0)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("buffer_size", self.buffer_size, 1)
+        check_float("gamma", self.gamma, 0.0, 1.0, hi_open=True)
+        check_float("tau", self.tau, 0.0, 1.0, lo_open=True)
+        check_float("policy_lr", self.policy_lr, 0.0, 1.0, lo_open=True)
+        check_float("q_lr", self.q_lr, 0.0, 1.0, lo_open=True)
         if self.alpha is not None:
-            _float("alpha", self.alpha, 0.0, math.inf, hi_open=True)
-        _float("initial_alpha", self.initial_alpha, 0.0, math.inf, lo_open=True, hi_open=True)
+            check_float("alpha", self.alpha, 0.0, math.inf, hi_open=True)
+        check_float("initial_alpha", self.initial_alpha, 0.0, math.inf, lo_open=True, hi_open=True)
         if self.target_entropy is not None:
-            _float("target_entropy", self.target_entropy, -math.inf, math.inf, lo_open=True, hi_open=True)
-        _int("updates_per_step", self.updates_per_step, 1)
-        _float("reward_scale", self.reward_scale, 0.0, math.inf, lo_open=True, hi_open=True)
+            check_float("target_entropy", self.target_entropy, -math.inf, math.inf, lo_open=True, hi_open=True)
+        check_int("updates_per_step", self.updates_per_step, 1)
+        check_float("reward_scale", self.reward_scale, 0.0, math.inf, lo_open=True, hi_open=True)
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else (self.hidden,)
         if not hidden or any(isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
             raise InvalidArgumentError(f"hidden must be layer widths >= 1, got {self.hidden!r}")
         object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
-        _int("eval_every", self.eval_every, 1)
-        _int("eval_episodes", self.eval_episodes, 1)
-        _int("checkpoint_every", self.checkpoint_every, 1)
+        check_int("eval_every", self.eval_every, 1)
+        check_int("eval_episodes", self.eval_episodes, 1)
+        check_int("checkpoint_every", self.checkpoint_every, 1)
         if self.threads is not None:
-            _int("threads", self.threads, 1)
+            check_int("threads", self.threads, 1)
 
 
 @dataclass(frozen=True)
@@ -432,19 +421,7 @@ def _load_checkpoint(path, task, cfg, seeds, agents, q_opt, pi_opt, a_opt, buffe
     if not os.path.isdir(path):
         raise InvalidArgumentError(f"resume: no checkpoint at {path!r} (train without resume first)")
     state = read_json(os.path.join(path, "state.json"), "resume")
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise InvalidArgumentError(f"{path}: not a SAC checkpoint (format {FORMAT!r})")
-    if state["task"] != task.name:
-        raise InvalidArgumentError(f"resume: the checkpoint is for task {state['task']!r}, not {task.name!r}")
-    if list(state["seeds"]) != list(seeds):
-        raise InvalidArgumentError(f"resume: the checkpoint is for seeds {state['seeds']}, not {list(seeds)}")
-    saved = dict(state["config"])
-    saved["hidden"] = tuple(saved["hidden"])
-    mine = dataclasses.asdict(cfg)
-    diff = sorted(k for k in mine if k not in ("steps", "eval_every", "checkpoint_every") and saved.get(k) != mine[k])
-    if diff:
-        raise InvalidArgumentError(f"resume: the checkpoint was trained with other options: " +
-                                   ", ".join(f"{k}={saved.get(k)!r} (now {mine[k]!r})" for k in diff))
+    check_resume_state(state, path, FORMAT, "SAC", task, seeds, cfg, ("steps", "eval_every", "checkpoint_every"))
     wpath = os.path.join(path, "agents.safetensors")
     try:
         with open(wpath, "rb") as f:
