@@ -3,6 +3,8 @@ counting, the pessimistic penalty against its formula, exact resume, bad input."
 
 from __future__ import annotations
 
+import dataclasses
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -88,6 +90,11 @@ def test_branched_rollouts_of_an_analytic_task_follow_its_model_and_cost():
     act = _linear_act(1, 2, 4)
     b = branch(TrueEnsemble(dyn, E=4), rule, X0, 3, act, np.random.default_rng(0))
     assert len(b.rewards) == 15 and not b.terminated.any()
+    # the learned-reward flavour scores with the model's reward output instead of the task's
+    learned = branch(TrueEnsemble(dyn, E=2, reward=lambda X, U: X[:, 0] - U[:, 0]), rule, X0, 3, act,
+                     np.random.default_rng(0), learned_reward=True)
+    np.testing.assert_array_equal(learned.next_states, b.next_states)
+    np.testing.assert_array_equal(learned.rewards, learned.states[:, 0] - learned.actions[:, 0])
     for i, x in enumerate(X0):
         for t in range(3):
             u = np.clip(act(x[None], t)[0], dyn.action_low, dyn.action_high)
@@ -222,6 +229,11 @@ def test_offline_runs_from_a_dataset_without_env_steps():
     starts = {tuple(r) for r in X}
     assert all(tuple(r) in starts for r in res.model_buffer.obs[:400])
     assert not any(tuple(r) in starts for r in res.model_buffer.obs[400:800])
+    # the Dyna flavour that replays logged actions: each first step is a dataset (state, action) pair
+    res = dyna(task, dataclasses.replace(cfg, action_source="buffer", steps=2), seed=0, dataset=ds)
+    pairs = {tuple(r) for r in np.concatenate([X, U], axis=1)}
+    first = np.concatenate([res.model_buffer.obs[:400], res.model_buffer.actions[:400]], axis=1)
+    assert all(tuple(r) in pairs for r in first)
 
 
 def test_bad_input_is_refused_by_name(tmp_path):
