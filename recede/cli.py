@@ -821,21 +821,31 @@ def _positive_int(text: str) -> int:
 
 def _add_model_commands(sub) -> None:
     collect = sub.add_parser(
-        "collect", help="log transitions of a policy on a task to an .npz dataset",
+        "collect", help="log transitions of a policy on a task to a dataset (.npz or D4RL .hdf5)",
         description="Run POLICY on TASK for N episodes and write every transition (observation, "
                     "action, next observation, reward, terminated, truncated, episode id) to "
-                    "an .npz file. Observations are the task's model state.")
+                    "--out: an .npz dataset, or with .hdf5/.h5 a D4RL-style HDF5 file "
+                    "(observations, actions, rewards, terminals, timeouts, next_observations). "
+                    "Observations are the task's model state. A trained policy (--policy DIR) "
+                    "with --noise records data of chosen quality for offline learning.")
     collect.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
-    collect.add_argument("--policy", choices=("random", "mpc"), default="random",
+    collect.add_argument("--policy", default="random", metavar="{random,mpc,DIR}",
                          help="random: uniform actions in the bounds; mpc: the planner on the "
-                              "task's own model (default: random)")
-    collect.add_argument("--planner", default="cem", help="planner of --policy mpc (default: cem)")
+                              "task's own model; DIR: a trained policy's checkpoint directory "
+                              "(e.g. OUT/seed_0 of 'recede train-policy'; write ./random for a "
+                              "directory of that name) (default: random)")
+    collect.add_argument("--planner", default=None, help="planner of --policy mpc (default: cem)")
+    collect.add_argument("--noise", type=float, default=0.0, metavar="STD",
+                         help="add Gaussian noise of this std to every action, in units of the "
+                              "action range's half-width, clipped to the bounds; seeded by --seed "
+                              "(default: 0)")
     collect.add_argument("--episodes", type=_positive_int, default=1, help="episodes (default: 1)")
     collect.add_argument("--steps", type=_positive_int, default=None,
                          help="cut every episode after this many steps")
     collect.add_argument("--seed", type=_non_negative_int, default=0,
                          help="episode i resets with seed SEED + i (default: 0)")
-    collect.add_argument("--out", metavar="PATH.npz", required=True, help="where to write the dataset")
+    collect.add_argument("--out", metavar="PATH", required=True,
+                         help="where to write the dataset: PATH.npz, or PATH.hdf5 / PATH.h5 (D4RL layout)")
     collect.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     collect.set_defaults(func=_cmd_collect)
 
@@ -965,30 +975,64 @@ def _cmd_collect(args) -> int:
     from tqdm import tqdm
 
     from recede.envs import get_task
-    from recede.policy_learning.pets import collect
+    from recede.policy_learning.pets import POLICIES, collect
 
     task = get_task(args.task)
-    if not args.out.endswith(".npz"):
-        raise _UsageError(f"argument --out: the path must end in .npz, got {args.out!r}")
+    hdf5 = args.out.lower().endswith((".hdf5", ".h5"))
+    if not (args.out.endswith(".npz") or hdf5):
+        raise _UsageError(f"argument --out: the path must end in .npz, .hdf5 or .h5, got {args.out!r}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise _UsageError(f"argument --noise: must be a number >= 0, got {args.noise:g}")
     import numpy as np
+
+    policy, label, trained = args.policy, args.policy, ""
+    if args.policy not in POLICIES:
+        from recede.errors import InvalidArgumentError
+        from recede.experiments.policy_run import policy_label
+        from recede.policies import load_policy, policy_info
+
+        if not os.path.isdir(args.policy):
+            raise _UsageError(f"argument --policy: must be {', '.join(POLICIES)} or a policy "
+                              f"checkpoint directory, got {args.policy!r} (no such directory)")
+        if args.planner is not None:
+            raise _UsageError("argument --planner: only with --policy mpc; a trained policy acts "
+                              "without a planner")
+        try:
+            policy = load_policy(args.policy, task)
+        except InvalidArgumentError as e:
+            raise _UsageError(f"argument --policy: {e}{_policy_dir_hint(args.policy)}") from None
+        label = policy_label(policy.meta)
+        trained_on = policy_info(args.policy).get("task")
+        trained = f" (trained on {trained_on})" if trained_on not in (None, task.name) else ""
+    if hdf5:
+        from recede.data.d4rl import _h5py
+
+        _h5py()  # a missing h5py fails before the episodes
 
     _AtomicFile(args.out, "--out").discard()  # a bad path fails before the episodes
     returns = []
     with tqdm(total=args.episodes, file=sys.stderr, disable=args.no_progress,
-              desc=f"{task.name} {args.policy}", unit="episode", dynamic_ncols=True) as bar:
+              desc=f"{task.name} {label}", unit="episode", dynamic_ncols=True) as bar:
         def on_episode(i, log):
             returns.append(log.total_return)
             bar.update(1)
 
-        data = collect(task, args.policy, args.episodes, seed=args.seed, planner=args.planner,
-                       steps=args.steps, on_episode=on_episode)
-    data.save(args.out)  # atomic
+        data = collect(task, policy, args.episodes, seed=args.seed, planner=args.planner or "cem",
+                       steps=args.steps, noise=args.noise, on_episode=on_episode)
+    if hdf5:
+        from recede.data import save_d4rl_hdf5
+
+        save_d4rl_hdf5(data, args.out)  # atomic
+    else:
+        data.save(args.out)  # atomic
     print(f"{'task':<12}  {task.name}")
-    print(f"{'policy':<12}  {args.policy}")
+    print(f"{'policy':<12}  {args.policy if policy is args.policy else f'{label} {args.policy}{trained}'}")
+    if args.noise > 0:
+        print(f"{'noise':<12}  {args.noise:g} (std, in half-widths of the action range)")
     print(f"{'episodes':<12}  {args.episodes}")
     print(f"{'transitions':<12}  {len(data)}")
     print(f"{'return':<12}  mean {np.mean(returns):.4f}, min {np.min(returns):.4f}, max {np.max(returns):.4f}")
-    print(f"{'data':<12}  {args.out}")
+    print(f"{'data':<12}  {args.out}" + (" (D4RL layout)" if hdf5 else ""))
     return 0
 
 
