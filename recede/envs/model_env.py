@@ -226,11 +226,29 @@ class ModelEnv(gym.vector.VectorEnv):
         else:
             X1 = np.asarray(self.dynamics.step(X, U), dtype=np.float64)
             X2, S2 = np.stack([X, X1], axis=1), None
-        finite = np.isfinite(X1).all(axis=1)
+        return (X1, *self._rewards(X2, U, S2))
+
+    def rewards(self, X, U, X1) -> tuple[np.ndarray, np.ndarray]:
+        """The task's reward and termination of given transitions ``X: (N, nx) -> X1: (N, nx)``
+        under ``U: (N, nu)`` (clipped into the bounds), by the same rule as :meth:`step`:
+        rewards (N,), terminated (N,). Dyna/MBPO scores branched model rollouts with it. Tasks
+        whose reward reads MuJoCo sensors need the sensors of the step and raise."""
+        if self._sensors:
+            raise InvalidArgumentError(f"task {self.task.name!r}: its reward reads MuJoCo sensors, "
+                                       f"which a transition (X, U, X1) does not give")
+        X = _as_states(X, self.nx, "X")
+        X1 = np.asarray(X1, dtype=np.float64)
+        if X1.shape != X.shape:
+            raise InvalidArgumentError(f"X1 must have shape {X.shape}, got {X1.shape}")
+        U = self._actions(U, X.shape[0])
+        return self._rewards(np.stack([X, X1], axis=1), U, None)
+
+    def _rewards(self, X2: np.ndarray, U: np.ndarray, S2):
+        finite = np.isfinite(X2[:, 1]).all(axis=1)
         if self._is_robot:
             r, term = self.cost.rewards(X2, U[:, None], S2)
-            return X1, r[:, 0], term[:, 0] | ~finite
-        return X1, -stage_costs(self.cost, X2, U[:, None])[:, 0], ~finite
+            return r[:, 0], term[:, 0] | ~finite
+        return -stage_costs(self.cost, X2, U[:, None])[:, 0], ~finite
 
     def _advance(self, actions):
         """Step every copy without resetting any: observations, rewards, terminated, truncated."""
