@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import re
 
-import numpy as np
 import pytest
 
 from recede.errors import InvalidArgumentError
