@@ -490,21 +490,28 @@ class Ensemble:
 
     # ----------------------------------------------------------------- prediction
 
-    def predict(self, X, U) -> tuple[np.ndarray, np.ndarray]:
+    def predict(self, X, U, *, planning: bool = False) -> tuple[np.ndarray, np.ndarray]:
         """Every elite's Gaussian over the next state (and reward): X: (N, nx), U: (N, nu) ->
-        mean, var: (E_elite, N, d_out) in data units, the state part as ``x'`` (not the change)."""
+        mean, var: (E_elite, N, d_out) in data units, the state part as ``x'`` (not the change).
+        planning: run the hidden layers in planning's precision (bfloat16 where it is native and
+        accurate enough, see the module docstring), as model rollouts for Dyna/MBPO do."""
+        mean, var = self.predict_tensors(X, U, planning=planning)
+        return mean.double().numpy(), var.double().numpy()
+
+    def predict_tensors(self, X, U, *, planning: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`predict` as float32 torch tensors (no float64 copies of the ``E x N`` outputs)."""
         X = as_state(X, self.nx, "X", batch=True)
         U = np.ascontiguousarray(np.asarray(U, dtype=np.float64))
         if U.shape != (X.shape[0], self.nu):
             raise InvalidArgumentError(f"U must have shape ({X.shape[0]}, {self.nu}), got {U.shape}")
         with torch.inference_mode(), self._threads(X.shape[0]):
             x = _f32(X)
-            f = self.features(x, _f32(U))
-            m, lv = self._forward_inf(f.expand(len(self.elites), *f.shape))
+            f = self.features(x, _f32(U)).expand(len(self.elites), X.shape[0], self.d_in)
+            m, lv = self._forward_inf(f, bf16=planning and self._planning_bf16(f))
             mean = m * self.out_std + self.out_mean
             var = torch.exp(lv) * self.out_std**2
             mean[..., : self.nx] += x
-        return mean.double().numpy(), var.double().numpy()
+        return mean, var
 
     def _mean_step(self, x: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
         """Mean model, float32 (N, nx) -> (N, d_out): elites' mean change added to x."""

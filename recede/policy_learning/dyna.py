@@ -286,21 +286,25 @@ class Branch:
     depth: np.ndarray
 
 
-def disagreement(mean: np.ndarray, var: np.ndarray, kind: Uncertainty | str = Uncertainty.MAX_STD) -> np.ndarray:
-    """``u(x, u)`` per row from the elites' predictions ``mean, var: (E, N, d)`` (data units):
-    ``max_e ||sqrt(var_e)||`` (max_std, MOPO) or the mean over pairs ``e < f`` of
-    ``||mean_e - mean_f||`` (pairwise; 0 for one elite)."""
+def disagreement(mean, var, kind: Uncertainty | str = Uncertainty.MAX_STD) -> np.ndarray:
+    """``u(x, u)`` per row from the elites' predictions ``mean, var: (E, N, d)`` (data units;
+    numpy arrays or torch tensors): ``max_e ||sqrt(var_e)||`` (max_std, MOPO) or the mean over
+    pairs ``e < f`` of ``||mean_e - mean_f||`` (pairwise; 0 for one elite). Returns ``(N,)``
+    float64."""
     kind = as_enum(Uncertainty, "uncertainty", kind)
+    with torch.inference_mode():
+        return _disagreement(torch.as_tensor(mean), torch.as_tensor(var), kind).double().numpy()
+
+
+def _disagreement(mean: torch.Tensor, var: torch.Tensor, kind: Uncertainty) -> torch.Tensor:
     if kind is Uncertainty.MAX_STD:
-        return np.sqrt(np.maximum(var, 0.0).sum(axis=2)).max(axis=0)
+        return var.clamp(min=0.0).sum(dim=2).sqrt().amax(dim=0)
     E = mean.shape[0]
-    if E < 2:
-        return np.zeros(mean.shape[1])
-    tot = np.zeros(mean.shape[1])
+    tot = torch.zeros(mean.shape[1], dtype=mean.dtype)
     for e in range(E):
         for f in range(e + 1, E):
-            tot += np.sqrt(((mean[e] - mean[f]) ** 2).sum(axis=1))
-    return tot / (E * (E - 1) / 2)
+            tot += (mean[e] - mean[f]).square().sum(dim=1).sqrt()
+    return tot / max(1.0, E * (E - 1) / 2)
 
 
 def branch(model, rule, X0: np.ndarray, k: int, act: Callable[[np.ndarray, int], np.ndarray],
@@ -310,13 +314,16 @@ def branch(model, rule, X0: np.ndarray, k: int, act: Callable[[np.ndarray, int],
 
     model: anything with ``nx`` and ``predict(X, U) -> (mean, var)`` of shape ``(E, N, d)``, the
     elites' Gaussians over ``x'`` (and the reward when ``d = nx + 1``), such as an
-    :class:`~recede.models.ensemble.Ensemble`. rule: ``rewards(X, U, X1) -> (r, terminated)``,
-    the task's (a :class:`~recede.envs.ModelEnv`; its ``action_low``/``action_high`` clip the
-    actions). act(X, t) -> U: the actions at step ``t``.
-    Each row, each step, follows one elite drawn from ``rng`` and samples its Gaussian
-    (``mean + sqrt(var) z``); the reward is the task's (or the model's mean reward of that elite
-    with ``learned_reward``) minus ``penalty * u``. Rows that terminate (or leave the finite
-    states) stop."""
+    :class:`~recede.models.ensemble.Ensemble` (run in its planning precision: bfloat16 where the
+    CPU computes it natively and accurately enough; its float32 outputs stay float32 until the
+    chosen elite's sample). rule: ``rewards(X, U, X1) -> (r, terminated)``, the task's (a
+    :class:`~recede.envs.ModelEnv`; its ``action_low``/``action_high`` clip the actions).
+    act(X, t) -> U: the actions at step ``t``. Each row, each step, follows one elite drawn from
+    ``rng`` and samples its Gaussian (``mean + sqrt(var) z``); the reward is the task's (or that
+    elite's mean reward with ``learned_reward``) minus ``penalty * u`` (``u`` per
+    ``uncertainty``, see :func:`disagreement`). Rows that terminate (or leave the finite states)
+    stop."""
+    kind = as_enum(Uncertainty, "uncertainty", uncertainty)
     X = np.asarray(X0, dtype=np.float64)
     nx = model.nx
     parts: list[tuple] = []
@@ -324,12 +331,20 @@ def branch(model, rule, X0: np.ndarray, k: int, act: Callable[[np.ndarray, int],
         if X.shape[0] == 0:
             break
         U = np.clip(np.asarray(act(X, t), dtype=np.float64), rule.action_low, rule.action_high)
-        mean, var = model.predict(X, U)
+        if isinstance(model, Ensemble):
+            mean, var = model.predict_tensors(X, U, planning=True)
+        else:
+            mean, var = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in model.predict(X, U))
         E, N, d = mean.shape
         e = rng.integers(E, size=N)
-        rows = np.arange(N)
-        mu, sd = mean[e, rows], np.sqrt(np.maximum(var[e, rows], 0.0))
-        sample = mu + sd * rng.standard_normal((N, d))
+        z = rng.standard_normal((N, d))
+        with torch.inference_mode():
+            rows = torch.arange(N)
+            ei = torch.from_numpy(e)
+            mu = mean[ei, rows].double()
+            sample = (mu + var[ei, rows].double().clamp(min=0.0).sqrt() * torch.from_numpy(z)).numpy()
+            u = _disagreement(mean, var, kind).double().numpy()
+            mu = mu.numpy()
         X1 = sample[:, :nx]
         finite = np.isfinite(X1).all(axis=1)
         X1s = np.where(finite[:, None], X1, X)  # a non-finite prediction: scored on x, then dropped
@@ -338,8 +353,7 @@ def branch(model, rule, X0: np.ndarray, k: int, act: Callable[[np.ndarray, int],
             if d != nx + 1:
                 raise InvalidArgumentError("learned_reward needs a model that predicts the reward")
             r = mu[:, nx]
-        u = disagreement(mean, var, uncertainty) if (penalty or uncertainty is not None) else np.zeros(N)
-        r = np.asarray(r, dtype=np.float64) - penalty * u
+        r = np.asarray(r, dtype=np.float64) - penalty * u if penalty else np.asarray(r, dtype=np.float64)
         term = np.asarray(term, dtype=bool) | ~finite
         keep = finite & np.isfinite(r)
         parts.append((X[keep], U[keep], r[keep], X1[keep], term[keep], u[keep], np.full(int(keep.sum()), t)))
@@ -425,7 +439,8 @@ def dyna(task, config: DynaConfig | None = None, *, seed: int = 0, dataset=None,
     out: a directory for checkpoints, the policy (``out/policy``), the ensemble (``out/model``)
     and ``out/evals.csv``. resume: continue from ``out/checkpoint``. device: where the SAC
     networks live (the ensemble runs on the CPU). on_step(step, info) runs after every step with
-    ``info = {"model_mse": ..., "eval_return": ...}`` (latest, or None); on_eval(logs) after each
+    ``info = {"model_mse": ..., "eval_return": ..., "timings": ...}`` (latest, or None; seconds so far
+    per part); on_eval(logs) after each
     evaluation. Ctrl-C raises :class:`~recede.errors.Interrupted` with the result so far (after
     a checkpoint when ``out`` is given)."""
     from recede.envs import ModelEnv
@@ -614,7 +629,8 @@ class _Run:
 
     def info(self) -> dict:
         return {"model_mse": self.fits[-1].holdout_mse if self.fits else None,
-                "eval_return": self.evals[-1].return_mean if self.evals else None}
+                "eval_return": self.evals[-1].return_mean if self.evals else None,
+                "timings": dict(self.timings)}
 
     def iteration(self):
         """One env step (offline: one iteration) with everything due after it."""
