@@ -5,13 +5,14 @@
     recede run pendulum-swingup --planner cem --seed 0 --json out.json --plot out.png
     recede train-policy pendulum-swingup --algo sac --steps 2000 --seeds 0..2 --out runs/sac
     recede run pendulum-swingup --policy runs/sac/seed_0
+    recede mbpo pendulum-swingup --steps 5000 --out runs/mbpo --compare runs/sac/evals.csv
     recede tasks
     recede planners
 
 Exit status: 0 when the command finished (a run that fails its task's criterion included),
 2 on a bad argument (one ``recede: error: ...`` line on stderr, no traceback), 1 when planning
 itself failed, 130 when interrupted (Ctrl-C). An interrupted ``run``, ``compare``, ``pets``,
-``train-model`` or ``train-policy`` first reports and writes what it completed: the steps, runs,
+``train-model``, ``train-policy`` or ``mbpo`` first reports and writes what it completed: the steps, runs,
 trials, the best checkpoint or the resumable checkpoint so far, each output marked as
 interrupted. Files are written only where a flag asks.
 """
@@ -248,6 +249,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_model_commands(sub)
     _add_policy_commands(sub)
+    _add_mbpo_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -821,21 +823,31 @@ def _positive_int(text: str) -> int:
 
 def _add_model_commands(sub) -> None:
     collect = sub.add_parser(
-        "collect", help="log transitions of a policy on a task to an .npz dataset",
+        "collect", help="log transitions of a policy on a task to a dataset (.npz or D4RL .hdf5)",
         description="Run POLICY on TASK for N episodes and write every transition (observation, "
                     "action, next observation, reward, terminated, truncated, episode id) to "
-                    "an .npz file. Observations are the task's model state.")
+                    "--out: an .npz dataset, or with .hdf5/.h5 a D4RL-style HDF5 file "
+                    "(observations, actions, rewards, terminals, timeouts, next_observations). "
+                    "Observations are the task's model state. A trained policy (--policy DIR) "
+                    "with --noise records data of chosen quality for offline learning.")
     collect.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
-    collect.add_argument("--policy", choices=("random", "mpc"), default="random",
+    collect.add_argument("--policy", default="random", metavar="{random,mpc,DIR}",
                          help="random: uniform actions in the bounds; mpc: the planner on the "
-                              "task's own model (default: random)")
-    collect.add_argument("--planner", default="cem", help="planner of --policy mpc (default: cem)")
+                              "task's own model; DIR: a trained policy's checkpoint directory "
+                              "(e.g. OUT/seed_0 of 'recede train-policy'; write ./random for a "
+                              "directory of that name) (default: random)")
+    collect.add_argument("--planner", default=None, help="planner of --policy mpc (default: cem)")
+    collect.add_argument("--noise", type=float, default=0.0, metavar="STD",
+                         help="add Gaussian noise of this std to every action, in units of the "
+                              "action range's half-width, clipped to the bounds; seeded by --seed "
+                              "(default: 0)")
     collect.add_argument("--episodes", type=_positive_int, default=1, help="episodes (default: 1)")
     collect.add_argument("--steps", type=_positive_int, default=None,
                          help="cut every episode after this many steps")
     collect.add_argument("--seed", type=_non_negative_int, default=0,
                          help="episode i resets with seed SEED + i (default: 0)")
-    collect.add_argument("--out", metavar="PATH.npz", required=True, help="where to write the dataset")
+    collect.add_argument("--out", metavar="PATH", required=True,
+                         help="where to write the dataset: PATH.npz, or PATH.hdf5 / PATH.h5 (D4RL layout)")
     collect.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     collect.set_defaults(func=_cmd_collect)
 
@@ -965,30 +977,64 @@ def _cmd_collect(args) -> int:
     from tqdm import tqdm
 
     from recede.envs import get_task
-    from recede.policy_learning.pets import collect
+    from recede.policy_learning.pets import POLICIES, collect
 
     task = get_task(args.task)
-    if not args.out.endswith(".npz"):
-        raise _UsageError(f"argument --out: the path must end in .npz, got {args.out!r}")
+    hdf5 = args.out.lower().endswith((".hdf5", ".h5"))
+    if not (args.out.endswith(".npz") or hdf5):
+        raise _UsageError(f"argument --out: the path must end in .npz, .hdf5 or .h5, got {args.out!r}")
+    if not (math.isfinite(args.noise) and args.noise >= 0):
+        raise _UsageError(f"argument --noise: must be a number >= 0, got {args.noise:g}")
     import numpy as np
+
+    policy, label, trained = args.policy, args.policy, ""
+    if args.policy not in POLICIES:
+        from recede.errors import InvalidArgumentError
+        from recede.experiments.policy_run import policy_label
+        from recede.policies import load_policy, policy_info
+
+        if not os.path.isdir(args.policy):
+            raise _UsageError(f"argument --policy: must be {', '.join(POLICIES)} or a policy "
+                              f"checkpoint directory, got {args.policy!r} (no such directory)")
+        if args.planner is not None:
+            raise _UsageError("argument --planner: only with --policy mpc; a trained policy acts "
+                              "without a planner")
+        try:
+            policy = load_policy(args.policy, task)
+        except InvalidArgumentError as e:
+            raise _UsageError(f"argument --policy: {e}{_policy_dir_hint(args.policy)}") from None
+        label = policy_label(policy.meta)
+        trained_on = policy_info(args.policy).get("task")
+        trained = f" (trained on {trained_on})" if trained_on not in (None, task.name) else ""
+    if hdf5:
+        from recede.data.d4rl import _h5py
+
+        _h5py()  # a missing h5py fails before the episodes
 
     _AtomicFile(args.out, "--out").discard()  # a bad path fails before the episodes
     returns = []
     with tqdm(total=args.episodes, file=sys.stderr, disable=args.no_progress,
-              desc=f"{task.name} {args.policy}", unit="episode", dynamic_ncols=True) as bar:
+              desc=f"{task.name} {label}", unit="episode", dynamic_ncols=True) as bar:
         def on_episode(i, log):
             returns.append(log.total_return)
             bar.update(1)
 
-        data = collect(task, args.policy, args.episodes, seed=args.seed, planner=args.planner,
-                       steps=args.steps, on_episode=on_episode)
-    data.save(args.out)  # atomic
+        data = collect(task, policy, args.episodes, seed=args.seed, planner=args.planner or "cem",
+                       steps=args.steps, noise=args.noise, on_episode=on_episode)
+    if hdf5:
+        from recede.data import save_d4rl_hdf5
+
+        save_d4rl_hdf5(data, args.out)  # atomic
+    else:
+        data.save(args.out)  # atomic
     print(f"{'task':<12}  {task.name}")
-    print(f"{'policy':<12}  {args.policy}")
+    print(f"{'policy':<12}  {args.policy if policy is args.policy else f'{label} {args.policy}{trained}'}")
+    if args.noise > 0:
+        print(f"{'noise':<12}  {args.noise:g} (std, in half-widths of the action range)")
     print(f"{'episodes':<12}  {args.episodes}")
     print(f"{'transitions':<12}  {len(data)}")
     print(f"{'return':<12}  mean {np.mean(returns):.4f}, min {np.min(returns):.4f}, max {np.max(returns):.4f}")
-    print(f"{'data':<12}  {args.out}")
+    print(f"{'data':<12}  {args.out}" + (" (D4RL layout)" if hdf5 else ""))
     return 0
 
 
@@ -1618,6 +1664,333 @@ def _run_policy(args, task, steps: int) -> int:
         print(f"{key:<{width}}  {value}")
     if log.interrupted:
         print(f"{PROG}: interrupted after {log.steps} steps", file=sys.stderr)
+        return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- mbpo
+
+# What an MBPO run puts in its --out: dyna's checkpoint/, policy/, model/ and evals.csv, and the
+# curve the command draws.
+_MBPO_OUTPUTS = ("checkpoint", "policy", "model", "evals.csv", _CURVE)
+# The options a resumed run may change (dyna refuses any other difference).
+_MBPO_RESUME_FREE = ("steps", "eval_every", "checkpoint_every")
+
+
+def _add_mbpo_command(sub) -> None:
+    mb = sub.add_parser(
+        "mbpo", help="MBPO: SAC on branched rollouts of a learned ensemble (online, or offline from data)",
+        description="Run MBPO (Dyna-style SAC on short rollouts of a probabilistic ensemble refit to "
+                    "the real data) on TASK for --steps env steps, with the task's MBPO settings "
+                    "and --option overrides. With --offline DATA it learns from logged data only "
+                    "(no env steps: --steps counts iterations; the env only evaluates), with "
+                    "--penalty λ subtracting λ times the ensemble's disagreement from synthetic "
+                    "rewards (MOPO). Writes to --out: checkpoint/ (resumable), policy/ (for "
+                    "'recede run TASK --policy OUT/policy'), model/ (the ensemble), evals.csv "
+                    "(one row per evaluation) and curve.png (evaluation return against steps; "
+                    "with --compare, another run's evals.csv on the same axes). Ctrl-C writes "
+                    "the checkpoint and the outputs so far, prints how to resume, and exits "
+                    "with status 130.")
+    mb.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    mb.add_argument("--steps", type=_steps_arg, default=None,
+                    help="env steps (offline: iterations) (default: the MBPO config's; with "
+                         "--resume, the checkpoint's; raise it to train on)")
+    mb.add_argument("--seed", type=_non_negative_int, default=None,
+                    help="default: 0; with --resume, the checkpoint's")
+    mb.add_argument("--offline", metavar="DATA", default=None,
+                    help="learn from logged data only: a dataset .npz ('recede collect'), a "
+                         "D4RL-style .hdf5/.h5, or a local Minari dataset id")
+    mb.add_argument("--penalty", type=float, default=None, metavar="λ",
+                    help="pessimism: synthetic rewards r - λ u(x, u), u the ensemble's "
+                         "disagreement (MOPO; default: 0)")
+    mb.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="set an option, e.g. real_ratio=0.1, rollout_schedule=1000,5000,1,5, "
+                         "or a nested one: sac.updates_per_step=10, model.hidden=64, "
+                         "train.patience=3 (repeatable; a wrong name lists them)")
+    mb.add_argument("--out", metavar="DIR", default=None,
+                    help="output directory (see above; default: runs/mbpo-TASK-seedS)")
+    mb.add_argument("--compare", metavar="EVALS_CSV", default=None,
+                    help="draw this evals.csv too in curve.png, e.g. a SAC run's from "
+                         "'recede train-policy'")
+    mb.add_argument("--device", default="cpu", help="torch device of the SAC networks: cpu or cuda "
+                                                    "(default: cpu)")
+    mb.add_argument("--resume", action="store_true",
+                    help="continue from OUT/checkpoint (its seed and options; --steps, "
+                         "eval_every and checkpoint_every may change)")
+    mb.add_argument("--force", action="store_true",
+                    help="start a new run in an OUT that holds one (its checkpoint/, policy/, "
+                         "model/, evals.csv and curve.png are deleted first)")
+    mb.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    mb.set_defaults(func=_cmd_mbpo)
+
+
+def _dyna_config_from_json(d, ckpt: str):
+    """The DynaConfig a checkpoint's state.json records (the inverse of dyna's ``_config_json``)."""
+    import dataclasses
+
+    from recede.errors import InvalidArgumentError
+    from recede.models.ensemble import EnsembleConfig, TrainConfig
+    from recede.policy_learning.dyna import DynaConfig
+    from recede.policy_learning.sac import SACConfig
+
+    try:
+        d = dict(d)
+        sac, model, train = SACConfig(**d.pop("sac")), EnsembleConfig(**d.pop("model")), TrainConfig(**d.pop("train"))
+        names = {f.name for f in dataclasses.fields(DynaConfig)}
+        return DynaConfig(sac=sac, model=model, train=train, **{k: v for k, v in d.items() if k in names})
+    except (TypeError, ValueError, KeyError, InvalidArgumentError) as e:
+        raise _UsageError(f"argument --resume: {os.path.join(ckpt, 'state.json')}: cannot read its "
+                          f"config ({' '.join(str(e).split())})") from None
+
+
+def _config_changes(old, new, prefix: str = "") -> list[str]:
+    """``NAME=new (checkpoint: old)`` for every field (nested ones as ``sac.NAME``...) that
+    differs, except those a resumed run may change."""
+    import dataclasses
+    import enum
+
+    def shown(v):
+        return v.value if isinstance(v, enum.Enum) else v
+
+    changes = []
+    for f in dataclasses.fields(old):
+        a, b = getattr(old, f.name), getattr(new, f.name)
+        if not prefix and f.name in _MBPO_RESUME_FREE:
+            continue
+        if dataclasses.is_dataclass(a) and not prefix:
+            changes += _config_changes(a, b, f"{f.name}.")
+        elif a != b:
+            changes.append(f"{prefix}{f.name}={shown(b)!r} (checkpoint: {shown(a)!r})")
+    return changes
+
+
+def _offline_dataset(text: str, task):
+    """--offline DATA: a TransitionDataset .npz, a D4RL-style .hdf5/.h5 or a Minari dataset id,
+    checked against the task's sizes."""
+    from recede.data import TransitionDataset, load_d4rl_hdf5, load_minari
+    from recede.errors import InvalidArgumentError
+    from recede.policies import task_sizes
+
+    lower = text.lower()
+    try:
+        if lower.endswith(".npz"):
+            data = TransitionDataset.load(text)
+        elif lower.endswith((".hdf5", ".h5")):
+            data = load_d4rl_hdf5(text)
+        elif os.path.exists(text):
+            raise _UsageError(f"argument --offline: {text!r} is neither a dataset .npz nor a D4RL-style "
+                              f".hdf5/.h5 file (nor a Minari dataset id)")
+        else:
+            data = load_minari(text)
+    except (InvalidArgumentError, ImportError) as e:
+        raise _UsageError(f"argument --offline: {' '.join(str(e).split())}") from None
+    nx, _, nu = task_sizes(task)
+    if (data.nx, data.nu) != (nx, nu):
+        raise _UsageError(f"argument --offline: {text}: its transitions have states of size {data.nx} and "
+                          f"actions of size {data.nu}, but task {task.name!r} has model states of size {nx} "
+                          f"and {nu} actions (record data of this task with 'recede collect {task.name} "
+                          f"--out PATH')")
+    if len(data) < 2:
+        raise _UsageError(f"argument --offline: {text}: needs at least 2 transitions, got {len(data)}")
+    return data
+
+
+def _compare_run(path: str):
+    """--compare EVALS_CSV as a labelled run for plot_learning_curve: ``(label, curves)``; the
+    label is the run's directory, with its algorithm where a summary.json beside it names one."""
+    from recede.plotting import read_evals_csv
+
+    curves = read_evals_csv(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    name = os.path.basename(folder) or path
+    try:
+        with open(os.path.join(folder, _SUMMARY), encoding="utf-8") as f:
+            algo = json.load(f).get("algo")
+    except (OSError, ValueError, AttributeError):
+        algo = None
+    if not (isinstance(algo, str) and algo) or algo == name:
+        return name, curves
+    return f"{algo} ({name})", curves
+
+
+def _mbpo_postfix(info: dict) -> str:
+    mse, ret = info.get("model_mse"), info.get("eval_return")
+    return (f"model mse {'n/a' if mse is None else f'{mse:.3g}'}, "
+            f"eval return {'n/a' if ret is None else f'{ret:.4g}'}")
+
+
+def _cmd_mbpo(args) -> int:
+    import dataclasses
+    import shlex
+    import shutil
+
+    from recede.envs import get_task
+    from recede.errors import Interrupted, InvalidArgumentError
+    from recede.policy_learning.dyna import FORMAT, apply_options, dyna, mbpo_config
+
+    # everything is checked before anything is written
+    task = get_task(args.task)
+    if args.resume and args.force:
+        raise _UsageError("argument --force: not with --resume (--force starts a new run)")
+    seed = args.seed
+    out_text = args.out if args.out is not None else os.path.join(
+        "runs", f"mbpo-{task.name}-seed{0 if seed is None else seed}")
+    out = os.path.abspath(out_text)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise _UsageError(f"argument --out: {out_text!r} is a file, not a directory")
+    parent = os.path.dirname(out)
+    make_parent = args.out is None and not os.path.lexists(parent)  # runs/, for the default only
+    if not make_parent and not os.path.isdir(parent):
+        raise _UsageError(f"argument --out: the directory of {out_text!r} does not exist")
+    options: dict[str, str] = {}
+    for item in args.option:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise _UsageError(f"argument --option: expected NAME=VALUE, got {item!r}")
+        options[key.strip()] = value
+    ckpt = os.path.join(out, "checkpoint")
+    base, start = None, 0
+    if args.resume:
+        if not os.path.isdir(ckpt):
+            raise _UsageError(f"argument --resume: no checkpoint to resume in {out_text!r} (no "
+                              f"{os.path.join(out_text, 'checkpoint')}); train without --resume first")
+        state = _read_checkpoint_state(ckpt)
+        if state.get("format") != FORMAT:
+            raise _UsageError(f"argument --resume: {ckpt} is not an MBPO checkpoint (format "
+                              f"{state.get('format')!r}, expected {FORMAT!r})")
+        if state.get("task") != task.name:
+            raise _UsageError(f"argument TASK: the checkpoint in {out_text!r} is for task "
+                              f"{state.get('task')!r}, not {task.name!r}")
+        if seed is None:
+            seed = state.get("seed")
+        elif seed != state.get("seed"):
+            raise _UsageError(f"argument --seed: the checkpoint in {out_text!r} is for seed "
+                              f"{state.get('seed')}, not {seed}")
+        if bool(state.get("offline")) != (args.offline is not None):
+            raise _UsageError(
+                f"argument --offline: the checkpoint in {out_text!r} is of an offline run: pass its data "
+                f"again with --offline DATA" if state.get("offline") else
+                f"argument --offline: the checkpoint in {out_text!r} is of an online run: resume it "
+                f"without --offline")
+        base = _dyna_config_from_json(state.get("config"), ckpt)
+        start = int(state.get("step", 0))
+    elif os.path.isdir(out) and not args.force and any(
+            os.path.lexists(os.path.join(out, n)) for n in _MBPO_OUTPUTS):
+        raise _UsageError(f"argument --out: {out_text!r} already holds an MBPO run; pass --resume to "
+                          f"continue it or --force to start a new one there")
+    seed = 0 if seed is None else seed
+
+    config = base or mbpo_config(task)
+    try:
+        config = apply_options(config, options)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --option: {e}") from None
+    if args.steps is not None:
+        config = dataclasses.replace(config, steps=args.steps)
+    if args.penalty is not None:
+        try:
+            config = dataclasses.replace(config, penalty=args.penalty)
+        except InvalidArgumentError as e:
+            raise _UsageError(f"argument --penalty: {e}") from None
+    unit = "iterations" if args.offline is not None else "env steps"
+    if base is not None:
+        changes = _config_changes(base, config)
+        if changes:
+            flag = "--penalty" if all(c.startswith("penalty=") for c in changes) else "--option"
+            raise _UsageError(f"argument {flag}: the checkpoint in {out_text!r} was made with other "
+                              f"options; a resumed run may change only {', '.join(_MBPO_RESUME_FREE)}, "
+                              f"got {', '.join(changes)}")
+        if config.steps <= start:
+            raise _UsageError(f"argument --steps: the checkpoint in {out_text!r} has run {start} {unit} "
+                              f"of its {base.steps}; pass --steps above {start} to train on"
+                              + (f", got {args.steps}" if args.steps is not None else ""))
+    dataset = _offline_dataset(args.offline, task) if args.offline is not None else None
+    compare = None
+    if args.compare is not None:
+        try:
+            compare = _compare_run(args.compare)
+        except InvalidArgumentError as e:
+            raise _UsageError(f"argument --compare: {e}") from None
+    device = _torch_device(args.device)
+    if make_parent:
+        os.makedirs(parent, exist_ok=True)
+    probe = out if os.path.isdir(out) else parent
+    _AtomicFile(os.path.join(probe, ".probe"), "--out").discard()  # an unwritable --out fails now
+    if args.force and os.path.isdir(out):
+        for name in _MBPO_OUTPUTS:
+            path = os.path.join(out, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.lexists(path):
+                os.unlink(path)
+
+    from tqdm import tqdm
+
+    created = not os.path.exists(out)
+    offline = dataset is not None
+    label = f"mbpo {task.name} seed {seed}" + (" offline" if offline else "")
+    with tqdm(total=config.steps, initial=start, file=sys.stderr, disable=args.no_progress, desc=label,
+              unit="iter" if offline else "step", dynamic_ncols=True) as bar, _BarClock(bar):
+        shown = [""]
+
+        def on_step(step, info):
+            bar.update(step - bar.n)
+            text = _mbpo_postfix(info)
+            if text != shown[0]:
+                shown[0] = text
+                bar.set_postfix_str(text, refresh=False)
+
+        try:
+            result = dyna(task, config, seed=seed, dataset=dataset, out=out, resume=args.resume,
+                          device=device, on_step=on_step)
+            interrupted = False
+        except Interrupted as e:
+            result, interrupted = e.partial, True
+        except BaseException:  # refused, failed, or Ctrl-C before training began
+            if created and os.path.isdir(out) and not os.listdir(out):
+                os.rmdir(out)  # a run that wrote nothing leaves nothing
+            raise
+
+    if result.evals:
+        from recede.plotting import plot_learning_curve
+
+        if compare is not None:
+            try:  # the other run may have gone on meanwhile
+                compare = _compare_run(args.compare)
+            except InvalidArgumentError:
+                pass
+        runs = [("mbpo" + (" offline" if offline else ""), {seed: result.curve()})]
+        plot_learning_curve(runs + ([compare] if compare else []), os.path.join(out, _CURVE),
+                            title=f"MBPO on {task.name} (seed {seed}{', offline' if offline else ''})"
+                                  + (" (interrupted)" if interrupted else ""))
+    written = [n + ("/" if os.path.isdir(os.path.join(out, n)) else "") for n in _MBPO_OUTPUTS
+               if os.path.lexists(os.path.join(out, n))]
+
+    print(f"mbpo on {task.name}" + (" (offline)" if offline else "") + f", seed {seed}: "
+          f"{result.env_steps} {unit}" + (f" (resumed from {result.resumed_from})" if result.resumed_from else "")
+          + (" (interrupted)" if interrupted else "") + f", {result.wall_s:.1f} s")
+    if result.fits:
+        f = result.fits[-1]
+        print(f"model: {len(result.fits)} fit{'s' if len(result.fits) > 1 else ''}; the last at step "
+              f"{f.step} on {f.rows} transitions, held-out MSE {f.holdout_mse:.4g} (normalised)")
+    else:
+        print("model: not fit yet")
+    if result.evals:
+        e = result.evals[-1]
+        ok = "" if e.successes is None else f", success {e.successes}/{len(e.returns)}"
+        print(f"evaluation: return {e.return_mean:.4f} ± {e.return_std:.4f} over {len(e.returns)} "
+              f"episode{'s' if len(e.returns) > 1 else ''} at {e.env_steps} {unit}{ok}")
+    else:
+        print("evaluation: none yet")
+    print("time: " + ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in result.timings.items()))
+    print(f"out: {out_text} ({', '.join(written)})")
+    if interrupted:
+        again = [PROG, "mbpo", task.name, "--out", out_text, "--resume"]
+        again += ["--offline", args.offline] if offline else []
+        again += ["--device", args.device] if args.device != "cpu" else []
+        print(f"{PROG}: interrupted at {unit[:-1]} {result.env_steps} of {config.steps}; the checkpoint "
+              f"is in {os.path.join(out_text, 'checkpoint')}; resume with: "
+              + " ".join(shlex.quote(a) for a in again), file=sys.stderr)
         return 130
     return 0
 

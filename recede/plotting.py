@@ -187,39 +187,117 @@ def plot_comparison(rows, path, *, title: str = "", format: str | None = None) -
         fig.savefig(f, format=format, dpi=100)
 
 
-def plot_learning_curve(curves: Mapping[int, Sequence[tuple[int, float]]], path, *, title: str = "",
-                        format: str | None = None) -> None:
-    """A learning curve over seeds: ``curves[seed]`` is that seed's ``(env steps, mean return)``
-    per evaluation. Draws, against env steps, the mean over seeds and a band from the lowest to
-    the highest seed (min–max, not a standard deviation: with a few seeds it shows every seed),
-    at the env steps that every seed has reached; each seed's own curve in a thin line. Written
-    whole to ``path`` (temporary file, then rename) as ``format`` (png, pdf or svg; default:
-    ``path``'s extension)."""
+def read_evals_csv(path) -> dict[int, list[tuple[int, float]]]:
+    """An ``evals.csv`` as written by ``recede train-policy`` or ``recede mbpo`` (columns
+    ``env_steps`` and ``return_mean``, and ``seed`` where there are several) as the learning curve
+    of each seed: ``{seed: [(env steps, mean return), ...]}`` in file order (seed 0 without a
+    ``seed`` column). Errors name the file, and the row and column at fault."""
+    import csv
+
+    path = os.fspath(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            rows = list(reader)
+            columns = reader.fieldnames or []
+    except FileNotFoundError:
+        raise InvalidArgumentError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise InvalidArgumentError(f"{path}: is a directory, not an evals.csv file") from None
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InvalidArgumentError(f"{path}: not a readable CSV file ({e})") from None
+    missing = [c for c in ("env_steps", "return_mean") if c not in columns]
+    if missing:
+        raise InvalidArgumentError(f"{path}: missing columns {missing} (has {columns})")
+    curves: dict[int, list[tuple[int, float]]] = {}
+    for i, row in enumerate(rows, start=2):  # line 1 is the header
+        try:
+            seed = int(row["seed"]) if "seed" in columns else 0
+            steps = int(row["env_steps"])
+            ret = float(row["return_mean"])
+        except (TypeError, ValueError):
+            raise InvalidArgumentError(
+                f"{path}: line {i}: seed, env_steps and return_mean must be numbers, got "
+                f"{ {k: row.get(k) for k in ('seed', 'env_steps', 'return_mean') if k in columns} }") from None
+        curves.setdefault(seed, []).append((steps, ret))
+    if not curves:
+        raise InvalidArgumentError(f"{path}: no evaluations (only a header)")
+    return curves
+
+
+def _plural(n: int) -> str:
+    return f"{n} seed{'s' if n > 1 else ''}"
+
+
+def plot_learning_curve(curves, path, *, title: str = "", format: str | None = None):
+    """Learning curves against env steps, written whole to ``path`` (temporary file, then rename)
+    as ``format`` (png, pdf or svg; default: ``path``'s extension). Returns the matplotlib
+    ``Figure`` (for inspection; it is not shown anywhere).
+
+    ``curves`` is either one run, ``{seed: [(env steps, mean return), ...]}``, or several to
+    overlay on the same axes, ``[(label, run), ...]`` where each ``run`` is such a mapping or the
+    path of an ``evals.csv`` (see :func:`read_evals_csv`), e.g. ``[("MBPO", "runs/mbpo/evals.csv"),
+    ("SAC", "runs/sac/evals.csv")]``. Each run is drawn in its own colour: the mean over its seeds
+    at the env steps every one of its seeds has reached, with a band from the lowest to the
+    highest seed (min–max, not a standard deviation: with a few seeds it shows every seed; drawn
+    for one run, or for a labelled run of several seeds), and each seed's own curve in a thin
+    line. The legend names the runs by their labels."""
     from recede._io import atomic_file
 
     format = plot_format(path) if format is None else format
     if format not in PLOT_FORMATS:
         raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
-    if not curves or not all(len(c) for c in curves.values()):
-        raise InvalidArgumentError("curves must hold at least one evaluation for every seed")
+    if isinstance(curves, Mapping):
+        runs = [(None, curves)]
+    elif isinstance(curves, (list, tuple)) and curves:
+        runs = []
+        for i, item in enumerate(curves):
+            if not (isinstance(item, (list, tuple)) and len(item) == 2):
+                raise InvalidArgumentError(f"curves[{i}] must be a (label, run) pair, got {item!r}")
+            label, run = item
+            if not isinstance(label, str) or not label.strip():
+                raise InvalidArgumentError(f"curves[{i}]: the label must be a non-empty string, got {label!r}")
+            if isinstance(run, (str, os.PathLike)):
+                run = read_evals_csv(run)
+            elif not isinstance(run, Mapping):
+                raise InvalidArgumentError(f"curves[{i}] ({label}): the run must be a mapping "
+                                           f"{{seed: [(env steps, return), ...]}} or the path of an "
+                                           f"evals.csv, got {type(run).__name__}")
+            runs.append((label, run))
+    else:
+        raise InvalidArgumentError("curves must be a mapping {seed: [(env steps, return), ...]} or a "
+                                   f"non-empty list of (label, run) pairs, got {curves!r}")
+    for label, run in runs:
+        if not run or not all(len(c) for c in run.values()):
+            where = "" if label is None else f" of run {label!r}"
+            raise InvalidArgumentError(f"curves must hold at least one evaluation for every seed{where}")
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    per_seed = {s: dict(c) for s, c in curves.items()}
-    steps = sorted(set.intersection(*(set(c) for c in per_seed.values())))
-    R = np.array([[per_seed[s][t] for t in steps] for s in per_seed], dtype=np.float64)  # (seeds, evals)
     fig = Figure(figsize=(6.4, 3.8), layout="constrained")
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
-    for s, c in per_seed.items():
-        t = sorted(c)
-        ax.plot(t, [c[v] for v in t], color="C0", lw=0.6, alpha=0.35)
-    n = len(per_seed)
-    if steps:
-        ax.fill_between(steps, R.min(axis=0), R.max(axis=0), color="C0", alpha=0.2, lw=0,
-                        label=f"min–max over {n} seed{'s' if n > 1 else ''}")
-        ax.plot(steps, R.mean(axis=0), "o-", color="C0", lw=1.8, ms=3,
-                label=f"mean over {n} seed{'s' if n > 1 else ''}")
+    legend = False
+    for i, (label, run) in enumerate(runs):
+        color = f"C{i}"
+        per_seed = {s: dict(c) for s, c in run.items()}
+        steps = sorted(set.intersection(*(set(c) for c in per_seed.values())))
+        R = np.array([[per_seed[s][t] for t in steps] for s in per_seed], dtype=np.float64)  # (seeds, evals)
+        for s, c in per_seed.items():
+            t = sorted(c)
+            ax.plot(t, [c[v] for v in t], color=color, lw=0.6, alpha=0.35)
+        n = len(per_seed)
+        if not steps:
+            continue
+        legend = True
+        if label is None:
+            band, mean = f"min–max over {_plural(n)}", f"mean over {_plural(n)}"
+        else:
+            band, mean = f"{label}: min–max", f"{label} (mean over {_plural(n)})" if n > 1 else f"{label}"
+        if label is None or n > 1:
+            ax.fill_between(steps, R.min(axis=0), R.max(axis=0), color=color, alpha=0.2, lw=0, label=band)
+        ax.plot(steps, R.mean(axis=0), "o-", color=color, lw=1.8, ms=3, label=mean)
+    if legend:
         ax.legend(loc="best", fontsize="small", frameon=False)
     ax.ticklabel_format(axis="y", useOffset=False)
     ax.set_xlabel("env steps (per seed)")
@@ -230,3 +308,4 @@ def plot_learning_curve(curves: Mapping[int, Sequence[tuple[int, float]]], path,
     with atomic_file(path, "path") as tmp:
         with open(tmp, "wb") as f:
             fig.savefig(f, format=format, dpi=100)
+    return fig

@@ -1,5 +1,5 @@
 """Read a D4RL-style HDF5 file (the layout of ``d4rl``'s ``get_dataset``) into a
-:class:`~recede.data.TransitionDataset`. Needs ``h5py``, imported on first use."""
+:class:`~recede.data.TransitionDataset`, and write one. Needs ``h5py``, imported on first use."""
 
 from __future__ import annotations
 
@@ -7,11 +7,70 @@ import os
 
 import numpy as np
 
+from recede._io import atomic_file
 from recede.data.dataset import TransitionDataset, as_flags, as_floats
 from recede.errors import InvalidArgumentError
 
 REQUIRED = ("observations", "actions", "rewards", "terminals", "timeouts")
 OPTIONAL = ("next_observations",)
+SUFFIXES = (".hdf5", ".h5")
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError as e:
+        raise ImportError("reading or writing D4RL-style HDF5 files needs h5py: pip install h5py") from e
+    return h5py
+
+
+def save_d4rl_hdf5(dataset: TransitionDataset, path) -> None:
+    """Write ``dataset`` to ``path`` (ending in ``.hdf5`` or ``.h5``) in the layout that
+    :func:`load_d4rl_hdf5` reads: ``observations (N, nx)``, ``actions (N, nu)``, ``rewards (N,)``,
+    ``next_observations (N, nx)`` (float64, as stored), ``terminals (N,)`` (= ``terminated``) and
+    ``timeouts (N,)`` (= ``truncated``) (bool), one row per transition in the dataset's order.
+
+    The layout has no episode ids: an episode ends at a row with ``terminals`` or ``timeouts``
+    set, and reading the file back numbers the episodes 0, 1, ... in order. So
+
+    - an episode (a run of equal ``episode_ids``, see ``TransitionDataset.episodes``) whose last
+      transition has neither flag gets ``timeouts`` set there: its data stops, which is what
+      ``truncated`` means (a reader would otherwise run it on into the next episode);
+    - a transition with ``terminated`` or ``truncated`` set that is not its episode's last is
+      refused (the file would split the episode there).
+
+    With that, ``load_d4rl_hdf5(path)`` gives back ``dataset`` exactly, episode ids renumbered
+    from 0 (the same ids when they already are 0, 1, ..., E-1, as ``recede collect`` writes them).
+    The file appears whole or not at all: on any error an existing file at ``path`` is left as
+    it was.
+    """
+    if not isinstance(dataset, TransitionDataset):
+        raise InvalidArgumentError(
+            f"dataset must be a TransitionDataset, got {type(dataset).__name__}")
+    path = os.fspath(path)
+    if not str(path).lower().endswith(SUFFIXES):
+        raise InvalidArgumentError(f"path must end in '.hdf5' or '.h5', got {path!r}")
+    h5py = _h5py()
+
+    n = len(dataset)
+    last = np.zeros(n, dtype=bool)
+    last[[stop - 1 for _, stop in dataset.episodes()]] = True
+    flagged = dataset.terminated | dataset.truncated
+    inside = np.flatnonzero(flagged & ~last)
+    if inside.size:
+        i = int(inside[0])
+        which = "terminated" if dataset.terminated[i] else "truncated"
+        raise InvalidArgumentError(
+            f"dataset has {which} set at row {i}, which is not the last row of its episode "
+            f"(episode id {int(dataset.episode_ids[i])}): the D4RL layout would end the episode there")
+    timeouts = dataset.truncated | (last & ~flagged)
+    arrays = dict(observations=dataset.observations, actions=dataset.actions,
+                  rewards=dataset.rewards, terminals=dataset.terminated, timeouts=timeouts,
+                  next_observations=dataset.next_observations)
+    with atomic_file(path, "path") as tmp:
+        with h5py.File(tmp, "w") as f:
+            for key, value in arrays.items():
+                f.create_dataset(key, data=value)
 
 
 def load_d4rl_hdf5(path) -> TransitionDataset:
@@ -42,11 +101,7 @@ def load_d4rl_hdf5(path) -> TransitionDataset:
     The whole file is read and checked before anything is returned; errors name ``path`` and the
     key (and the row) at fault.
     """
-    try:
-        import h5py
-    except ImportError as e:
-        raise ImportError("load_d4rl_hdf5 needs h5py: pip install h5py") from e
-
+    h5py = _h5py()
     path = os.fspath(path)
     if not os.path.exists(path):
         raise InvalidArgumentError(f"path: no such file {path!r}")

@@ -118,27 +118,76 @@ def episode(task, env, controller, *, seed: int, episode_id: int, steps: int | N
     return log, data
 
 
-def collect(task, policy: str = "random", episodes: int = 1, *, seed: int = 0,
+class NoisyController:
+    """``controller``'s action plus Gaussian noise, clipped to ``[low, high]``:
+    ``u = clip(controller.act(x) + std * (high - low) / 2 * eps, low, high)``, ``eps ~ N(0, I)``
+    drawn from ``rng`` (a seed or ``numpy.random.Generator``), one ``(nu,)`` vector per step.
+    ``std`` is in units of the action range's half-width. ``reset(rng)`` resets ``controller``
+    only: the noise stream runs on across episodes."""
+
+    def __init__(self, controller, std: float, low, high, rng=None):
+        self.controller = controller
+        self.std = float(std)
+        if not (math.isfinite(self.std) and self.std >= 0):
+            raise InvalidArgumentError(f"noise must be a finite number >= 0, got {std!r}")
+        self.low = np.asarray(low, dtype=np.float64).reshape(-1)
+        self.high = np.asarray(high, dtype=np.float64).reshape(-1)
+        if not (np.isfinite(self.low).all() and np.isfinite(self.high).all()):
+            raise InvalidArgumentError(f"noise needs finite action bounds, got low={self.low.tolist()}, "
+                                       f"high={self.high.tolist()}")
+        self.half_width = (self.high - self.low) / 2
+        self._rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+
+    def reset(self, rng=None) -> None:
+        self.controller.reset(rng)
+
+    def act(self, x) -> np.ndarray:
+        u = np.asarray(self.controller.act(x), dtype=np.float64)
+        eps = self._rng.standard_normal(self.low.shape[0])
+        return np.clip(u + self.std * self.half_width * eps, self.low, self.high)
+
+
+def collect(task, policy="random", episodes: int = 1, *, seed: int = 0,
             planner: str = "cem", planner_options_: dict | None = None, horizon: int | None = None,
-            steps: int | None = None, on_episode: Callable[[int, Any], None] | None = None
-            ) -> TransitionDataset:
-    """Log ``episodes`` episodes of ``policy`` on ``task``: ``random`` (uniform actions) or
-    ``mpc`` (``planner`` with the task's defaults, planning on the task's own model). Episode
-    ``i`` resets with seed ``seed + i``."""
-    if policy not in POLICIES:
-        raise InvalidArgumentError(f"policy must be one of {list(POLICIES)}, got {policy!r}")
+            steps: int | None = None, noise: float = 0.0,
+            on_episode: Callable[[int, Any], None] | None = None) -> TransitionDataset:
+    """Log ``episodes`` episodes of ``policy`` on ``task``: ``random`` (uniform actions),
+    ``mpc`` (``planner`` with the task's defaults, planning on the task's own model) or a
+    controller acting on the task's model states (e.g. a trained
+    :class:`~recede.policies.NetworkPolicy`). Episode ``i`` resets the env and the controller
+    with seed ``seed + i``.
+
+    ``noise``: Gaussian exploration noise added to every action, in units of the action range's
+    half-width, clipped to the env's bounds (see :class:`NoisyController`); drawn from
+    ``numpy.random.default_rng([seed, 1])``, one vector per step, episodes in order. 0 (the
+    default) records the policy's own actions."""
+    if isinstance(policy, str):
+        if policy not in POLICIES:
+            raise InvalidArgumentError(f"policy must be one of {list(POLICIES)} or a controller, "
+                                       f"got {policy!r}")
+    elif not (callable(getattr(policy, "act", None)) and callable(getattr(policy, "reset", None))):
+        raise InvalidArgumentError(f"policy must be one of {list(POLICIES)} or a controller (with "
+                                   f"act and reset), got {type(policy).__name__}")
     check_positive_int("episodes", episodes)
+    if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not (
+            math.isfinite(noise) and noise >= 0):
+        raise InvalidArgumentError(f"noise must be a finite number >= 0, got {noise!r}")
+    name = policy if isinstance(policy, str) else None
     parts = []
     env = task.make_env()
     try:
-        if policy == "random":
+        if name == "random":
             controller = RandomPolicy(*env_bounds(env), rng=seed)
-        else:
+        elif name == "mpc":
             options = layer_options(planner, task, planner_options_)
             h = task.horizon_for(planner) if horizon is None else horizon
             controller = MPC(make_planner(planner, task.problem(h), **options), rng=seed)
+        else:
+            controller = policy
+        if noise > 0:
+            controller = NoisyController(controller, noise, *env_bounds(env), rng=[seed, 1])
         for i in range(episodes):
-            if policy == "mpc":
+            if name != "random":
                 controller.reset(seed + i)
             log, data = episode(task, env, controller, seed=seed + i, episode_id=i, steps=steps)
             parts.append(data)

@@ -11,7 +11,7 @@ import warnings
 import numpy as np
 import pytest
 
-from recede.data import TransitionDataset, load_d4rl_hdf5, load_minari
+from recede.data import TransitionDataset, load_d4rl_hdf5, load_minari, save_d4rl_hdf5
 from recede.data.dataset import FIELDS, FORMAT
 from recede.errors import InvalidArgumentError
 
@@ -451,6 +451,89 @@ def test_d4rl_refusals_name_the_file_and_key(tmp_path):
     path.write_bytes(b"not hdf5 at all")
     with pytest.raises(InvalidArgumentError, match=re.escape(f"{path}: not a readable HDF5 file")):
         load_d4rl_hdf5(path)
+
+
+def renumbered(d):
+    """``d`` with its episodes numbered 0, 1, ... in order (what a D4RL file can hold)."""
+    ids = np.repeat(np.arange(len(d.episodes())), [b - a for a, b in d.episodes()])
+    return TransitionDataset(**{**fields(d), "episode_ids": ids})
+
+
+def test_d4rl_writer_round_trips_exactly(tmp_path):
+    h5py = pytest.importorskip("h5py")
+    # episodes ending terminated, truncated, both; ids 10, 13, ... (renumbered by the file)
+    episodes = random_episodes(np.random.default_rng(13), [5, 1, 7, 3, 2], nx=3, nu=2)
+    episodes[4]["terminated"] = episodes[4]["truncated"] = True
+    d = dataset_of(episodes)
+    path = tmp_path / "d.hdf5"
+    save_d4rl_hdf5(d, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.hdf5"]  # no temporary file left
+
+    # the file itself: D4RL's keys, one row per transition, flags as booleans
+    with h5py.File(path, "r") as f:
+        assert sorted(f.keys()) == sorted(["observations", "actions", "rewards", "terminals",
+                                           "timeouts", "next_observations"])
+        for key, name in [("observations", "observations"), ("actions", "actions"),
+                          ("rewards", "rewards"), ("next_observations", "next_observations"),
+                          ("terminals", "terminated"), ("timeouts", "truncated")]:
+            assert f[key].dtype == getattr(d, name).dtype
+            assert np.array_equal(f[key][()], getattr(d, name)), key
+
+    back = load_d4rl_hdf5(path)
+    assert_same(back, renumbered(d))
+    assert back.episodes() == d.episodes()
+    assert back.episode_ids[[0, 5, 6, 13, 16]].tolist() == [0, 1, 2, 3, 4]
+
+    # ids already 0..E-1 (as `recede collect` writes them): the very same dataset
+    exact = renumbered(d)
+    save_d4rl_hdf5(exact, tmp_path / "e.h5")
+    assert_same(load_d4rl_hdf5(tmp_path / "e.h5"), exact)
+
+
+def test_d4rl_writer_ends_unflagged_episodes_with_a_timeout(tmp_path):
+    pytest.importorskip("h5py")
+    episodes = random_episodes(np.random.default_rng(14), [3, 4, 2], nx=2, nu=1)
+    episodes[1]["terminated"] = episodes[1]["truncated"] = False  # its data just stops
+    d = dataset_of(episodes)
+    path = tmp_path / "d.hdf5"
+    save_d4rl_hdf5(d, path)
+    back = load_d4rl_hdf5(path)
+    assert back.episodes() == d.episodes() == [(0, 3), (3, 7), (7, 9)]
+    truncated = d.truncated.copy()
+    truncated[6] = True
+    assert_same(back, TransitionDataset(**{**fields(renumbered(d)), "truncated": truncated}))
+
+
+def test_d4rl_writer_refusals(tmp_path, data):
+    pytest.importorskip("h5py")
+    path = tmp_path / "d.hdf5"
+    save_d4rl_hdf5(data, path)
+    before = path.read_bytes()
+
+    with pytest.raises(InvalidArgumentError, match=re.escape(
+            "dataset must be a TransitionDataset, got dict")):
+        save_d4rl_hdf5(fields(data), path)
+    with pytest.raises(InvalidArgumentError, match=re.escape(
+            f"path must end in '.hdf5' or '.h5', got '{tmp_path / 'd.npz'}'")):
+        save_d4rl_hdf5(data, tmp_path / "d.npz")
+    (tmp_path / "dir.h5").mkdir()
+    with pytest.raises(InvalidArgumentError, match=re.escape(
+            f"path must be a file path, got the directory '{tmp_path / 'dir.h5'}'")):
+        save_d4rl_hdf5(data, tmp_path / "dir.h5")
+    with pytest.raises(InvalidArgumentError, match="path: the directory of .* does not exist"):
+        save_d4rl_hdf5(data, tmp_path / "missing" / "d.h5")
+
+    # a flag inside an episode: the file would split the episode there
+    terminated = np.zeros(len(data), bool)
+    terminated[2] = True  # rows 0-4 are the first episode (id 10)
+    inside = TransitionDataset(**{**fields(data), "terminated": terminated})
+    with pytest.raises(InvalidArgumentError, match=re.escape(
+            "dataset has terminated set at row 2, which is not the last row of its episode "
+            "(episode id 10): the D4RL layout would end the episode there")):
+        save_d4rl_hdf5(inside, path)
+
+    assert path.read_bytes() == before  # refused before anything was written
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.hdf5", "dir.h5"]
 
 
 # ------------------------------------------------------------------------------------------------
