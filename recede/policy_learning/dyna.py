@@ -802,6 +802,8 @@ class _Run:
                     buf = ReplayBuffer.from_state_dict({n: z[n] for n in z.files}, p)
             except (OSError, ValueError) as e:
                 raise InvalidArgumentError(f"{p}: cannot read ({e})") from None
+            if name == "real" and not self.offline and buf.capacity < self.real.capacity:
+                buf = buf.resized(self.real.capacity)  # resumed with more steps: room for them
             setattr(self, "real" if name == "real" else "synth", buf)
         m = Ensemble.load(os.path.join(path, "model"))
         self.model.__dict__.update(m.__dict__)  # the rule and the caller keep their reference

@@ -206,6 +206,14 @@ def test_an_interrupted_run_resumes_to_the_uninterrupted_result(tmp_path):
         [(f.step, f.epochs, f.holdout_mse) for f in resumed.fits]
     np.testing.assert_array_equal(full.model_buffer.state_dict()["obs"], resumed.model_buffer.state_dict()["obs"])
     assert (tmp_path / "cut" / "evals.csv").exists() and (tmp_path / "cut" / "model" / "model.json").exists()
+    # a finished run resumed with more steps continues as one longer run
+    longer = dyna("pendulum-swingup", dataclasses.replace(cfg, steps=130), seed=1, out=str(tmp_path / "full"),
+                  resume=True)
+    straight = dyna("pendulum-swingup", dataclasses.replace(cfg, steps=130), seed=1)
+    assert longer.resumed_from == 100 and len(longer.real_buffer) == 130
+    for x, y in zip(_weights(straight.policy), _weights(longer.policy)):
+        assert torch.equal(x, y)
+    assert [f.rows for f in longer.fits] == [f.rows for f in straight.fits]
     # another task's checkpoint is refused by name
     with pytest.raises(InvalidArgumentError, match="for task 'pendulum-swingup', not 'cartpole-swingup'"):
         dyna("cartpole-swingup", cfg, seed=1, out=str(tmp_path / "cut"), resume=True)
