@@ -104,7 +104,9 @@ class DynaConfig:
     in each batch. action_source: see :class:`ActionSource`. penalty: ``λ`` of the pessimistic
     reward ``r - λ u(x, u)`` (0: none). uncertainty: see :class:`Uncertainty`. learned_reward:
     score rollouts with the model's reward head instead of the task's reward (needs
-    ``model.predict_reward``). eval_every, eval_episodes, checkpoint_every, threads: as SAC's.
+    ``model.predict_reward``). eval_every, eval_episodes, checkpoint_every: as SAC's. threads:
+    torch threads of the SAC networks (small networks run fastest on one); the ensemble's fits
+    and rollouts keep torch's own setting (their large batches gain from every core).
     """
 
     steps: int = 100_000
@@ -477,20 +479,22 @@ def dyna(task, config: DynaConfig | None = None, *, seed: int = 0, dataset=None,
     device = torch.device(device)
     rule = ModelEnv(task, 1, dynamics=model)
     try:
+        model_threads = torch.get_num_threads()  # the ensemble's large batches use every thread
         with torch_threads(cfg.threads):
             return _Run(task, cfg, seed, dataset, model, rule, out, resume, device, on_step, on_eval,
-                        make_env, nx, nobs, nu).train()
+                        make_env, nx, nobs, nu, model_threads).train()
     finally:
         rule.close()
 
 
 class _Run:
     def __init__(self, task, cfg: DynaConfig, seed, dataset, model, rule, out, resume, device, on_step, on_eval,
-                 make_env, nx, nobs, nu):
+                 make_env, nx, nobs, nu, model_threads):
         self.task, self.cfg, self.seed, self.model, self.rule = task, cfg, int(seed), model, rule
         self.out, self.resume, self.device = out, resume, device
         self.on_step, self.on_eval, self.make_env = on_step, on_eval, make_env
         self.nx, self.nobs, self.nu = nx, nobs, nu
+        self.model_threads = model_threads
         self.offline = dataset is not None
         rng, torch_seed, env_seed = agent_streams(seed)
         self.rng = rng  # actions while exploring, batch draws
@@ -567,7 +571,7 @@ class _Run:
         ds = self.real.to_dataset()
         tc = dataclasses.replace(self.cfg.train, seed=int(np.random.SeedSequence([self.seed, 23, len(self.fits)])
                                                            .generate_state(1)[0] % 2**31))
-        with torch_threads(self.cfg.threads):
+        with torch_threads(self.model_threads):
             res = self.model.fit(ds, tc)
         mse = float(np.mean(res.best_holdout_mse))
         self.fits.append(ModelFit(step=self.step, rows=len(ds), epochs=len(res.epochs), holdout_mse=mse,
@@ -596,8 +600,9 @@ class _Run:
                 return self.real.actions[idx]
             return self.real.actions[self.real.sample_indices(X.shape[0], rr)]
 
-        b = branch(self.model, self.rule, X0, k, act, rr, penalty=cfg.penalty, uncertainty=cfg.uncertainty,
-                   learned_reward=cfg.learned_reward)
+        with torch_threads(self.model_threads):
+            b = branch(self.model, self.rule, X0, k, act, rr, penalty=cfg.penalty, uncertainty=cfg.uncertainty,
+                       learned_reward=cfg.learned_reward)
         if len(b.rewards):
             self.synth.add_batch(b.states, b.actions, b.rewards, b.next_states, b.terminated)
         self.timings["rollouts"] += time.perf_counter() - t0
