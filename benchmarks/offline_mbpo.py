@@ -141,7 +141,7 @@ def cmd_summary(args):
         if finals:
             v = np.array(list(finals.values()))
             print(f"{name:>12}: {v.mean():.1f} +- {v.std():.1f} over seeds {sorted(finals)} "
-                  f"(per seed {[round(x, 1) for x in v]}; at {sorted(steps)} updates/iterations)")
+                  f"(per seed {[round(float(x), 1) for x in v]}; at {sorted(steps)} updates/iterations)")
 
 
 def main():
