@@ -183,15 +183,17 @@ class DynaConfig:
         return self.retain * self.epoch_length * self.rollouts * k
 
 
-# Per task: MBPO's settings (the paper's official configs; mbrl-lib's for InvertedPendulum).
-# Entries are overrides of DynaConfig fields; "sac" and "model" entries of their fields.
+# Per task: MBPO's settings (the official jannerm/mbpo configs: rollout schedules in env steps,
+# target entropies; 20 updates per step everywhere, where the official HalfCheetah uses 40).
+# Entries are overrides of DynaConfig fields; "sac" entries of SACConfig's.
 MBPO_DEFAULTS: dict[str, dict] = {
     "hopper": {"rollout_schedule": (20_000, 100_000, 1, 15), "sac": {"target_entropy": -1.0}},
     "half-cheetah": {"rollout_schedule": (20_000, 100_000, 1, 1), "sac": {"target_entropy": -3.0}},
     "walker2d": {"rollout_schedule": (20_000, 100_000, 1, 1), "sac": {"target_entropy": -3.0}},
     "ant": {"rollout_schedule": (20_000, 100_000, 1, 25), "sac": {"target_entropy": -4.0}},
-    # mbrl-lib's mbpo_inv_pendulum: epochs of 250 steps, k = 1, target entropy -0.05; random
-    # steps 500 here (mbrl-lib's initial exploration is one epoch)
+    # not in the MBPO paper: epochs of 250 steps, k = 1, target entropy -0.05 (mbrl-lib's
+    # inverted-pendulum override as remembered, not checked against its file), 500 random steps
+    # (a random InvertedPendulum episode lasts ~5-10 steps, so 500 cover ~70 falls)
     "inverted-pendulum": {"rollout_schedule": (0, 0, 1, 1), "epoch_length": 250, "eval_every": 250,
                           "sac": {"target_entropy": -0.05, "learning_starts": 500}},
 }
