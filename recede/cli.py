@@ -1726,18 +1726,11 @@ def _add_mbpo_command(sub) -> None:
 
 def _dyna_config_from_json(d, ckpt: str):
     """The DynaConfig a checkpoint's state.json records (the inverse of dyna's ``_config_json``)."""
-    import dataclasses
-
     from recede.errors import InvalidArgumentError
-    from recede.models.ensemble import EnsembleConfig, TrainConfig
-    from recede.policy_learning.dyna import DynaConfig
-    from recede.policy_learning.sac import SACConfig
+    from recede.policy_learning.dyna import config_from_json
 
     try:
-        d = dict(d)
-        sac, model, train = SACConfig(**d.pop("sac")), EnsembleConfig(**d.pop("model")), TrainConfig(**d.pop("train"))
-        names = {f.name for f in dataclasses.fields(DynaConfig)}
-        return DynaConfig(sac=sac, model=model, train=train, **{k: v for k, v in d.items() if k in names})
+        return config_from_json(d)
     except (TypeError, ValueError, KeyError, InvalidArgumentError) as e:
         raise _UsageError(f"argument --resume: {os.path.join(ckpt, 'state.json')}: cannot read its "
                           f"config ({' '.join(str(e).split())})") from None

@@ -834,3 +834,12 @@ def _config_json(cfg: DynaConfig) -> dict:
     d["rollout_schedule"] = list(cfg.rollout_schedule)
     d["sac"]["hidden"] = list(cfg.sac.hidden)
     return d
+
+
+def config_from_json(d: dict) -> DynaConfig:
+    """The :class:`DynaConfig` that a checkpoint's ``state.json`` records (the inverse of the
+    form checkpoints write)."""
+    d = dict(d)
+    sac, model, train = SACConfig(**d.pop("sac")), EnsembleConfig(**d.pop("model")), TrainConfig(**d.pop("train"))
+    names = {f.name for f in dataclasses.fields(DynaConfig)}
+    return DynaConfig(sac=sac, model=model, train=train, **{k: v for k, v in d.items() if k in names})

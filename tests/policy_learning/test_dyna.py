@@ -259,6 +259,11 @@ def test_bad_input_is_refused_by_name(tmp_path):
                                        "model.elites": "3", "action_source": "uniform", "train.patience": "2"})
     assert (cfg.real_ratio, cfg.rollout_schedule, cfg.sac.hidden, cfg.model.elites, cfg.action_source.value,
             cfg.train.patience) == (0.1, (1, 5, 1, 4), (64, 64), 3, "uniform", 2)
+    import json
+
+    from recede.policy_learning.dyna import _config_json, config_from_json
+
+    assert config_from_json(json.loads(json.dumps(_config_json(cfg)))) == cfg  # what checkpoints record
     ds = TransitionDataset(observations=np.zeros((5, 3)), actions=np.zeros((5, 1)), rewards=np.zeros(5),
                            next_observations=np.zeros((5, 3)), terminated=np.zeros(5, bool),
                            truncated=np.zeros(5, bool), episode_ids=np.zeros(5, int))
