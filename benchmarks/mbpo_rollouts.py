@@ -71,7 +71,7 @@ def main() -> None:
         def one_step():
             branch(model, rule, X, 1, lambda X_, t: U, np.random.default_rng(1))
 
-        feats = torch.randn(E, N, model.d_in)
+        feats = torch.randn(N, model.d_in).expand(E, N, model.d_in)  # one input for every elite, as branch has
         ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
 
         def bare():
@@ -79,7 +79,7 @@ def main() -> None:
                 for k in range(E):  # the elites' layers as (out, in) matrices: F.linear, MKL's fastest here
                     h = feats[k]
                     for w, b in layers[k][:-1]:
-                        h = F.silu(F.linear(h, w, b))
+                        h = F.silu(F.linear(h, w, b), inplace=True)
                     F.linear(h, *layers[k][-1])
 
         tb, tt = best_of(one_step, args.rounds), best_of(bare, args.rounds)
