@@ -191,7 +191,7 @@ MBPO_DEFAULTS: dict[str, dict] = {
     "half-cheetah": {"rollout_schedule": (20_000, 100_000, 1, 1), "sac": {"target_entropy": -3.0}},
     "walker2d": {"rollout_schedule": (20_000, 100_000, 1, 1), "sac": {"target_entropy": -3.0}},
     "ant": {"rollout_schedule": (20_000, 100_000, 1, 25), "sac": {"target_entropy": -4.0}},
-    # not in the MBPO paper: epochs of 250 steps, k = 1, target entropy -0.05 (mbrl-lib's
+    # no official config used here: epochs of 250 steps, k = 1, target entropy -0.05 (mbrl-lib's
     # inverted-pendulum override as remembered, not checked against its file), 500 random steps
     # (a random InvertedPendulum episode lasts ~5-10 steps, so 500 cover ~70 falls)
     "inverted-pendulum": {"rollout_schedule": (0, 0, 1, 1), "epoch_length": 250, "eval_every": 250,
