@@ -663,7 +663,6 @@ class _Run:
     # ------------------------------------------------------------- driver
 
     def train(self) -> DynaResult:
-        cfg = self.cfg
         if not self.offline:
             self.env = (self.make_env or self.task.make_env)()
         try:
