@@ -183,6 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="instead of a planner, act with a trained policy: a checkpoint "
                           "directory from 'recede train-policy' (OUT/seed_<s>); not with "
                           "--planner, --model or planner options")
+    run.add_argument("--value", metavar="DIR", default=None,
+                     help="plan with a learned value as the terminal cost: a directory from "
+                          "'recede fit-value' for this task (pair it with a shorter --horizon)")
     run.add_argument("--seed", type=_non_negative_int, default=0,
                      help="seed of the initial state and of the planner (default: 0)")
     run.add_argument("--samples", type=int, default=None, help="sequences sampled per iteration")
@@ -250,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_commands(sub)
     _add_policy_commands(sub)
     _add_mbpo_command(sub)
+    _add_value_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -442,6 +446,8 @@ def _cmd_run(args) -> int:
             raise _UsageError(f"argument --camera: unknown camera {args.camera!r} for {task.name}; "
                               f"its cameras: {', '.join(cameras)}")
     if args.policy is not None:
+        if args.value is not None:
+            raise _UsageError("argument --value: a terminal cost for planners; not with --policy")
         return _run_policy(args, task, steps)
     if args.planner is None:
         args.planner = "cem"
@@ -465,6 +471,7 @@ def _cmd_run(args) -> int:
     model = _load_model(args.model, task) if args.model else None
     if model is not None:
         model.set_planning(**{**learned["model"], **_parse_options(args.model_option, "--model-option", False)})
+    value = _load_value(args.value, task) if args.value else None
 
     outputs: list[_AtomicFile] = []
     try:
@@ -492,7 +499,8 @@ def _cmd_run(args) -> int:
         ) as bar, _BarClock(bar) as clock:
             clock.started()
             try:
-                episode = run_episode(spec, model=model, render_mode="rgb_array" if video_out else None,
+                episode = run_episode(spec, model=model, value=value,
+                                      render_mode="rgb_array" if video_out else None,
                                       camera=args.camera, on_step=lambda t, env: on_step(t, bar, env),
                                       on_ready=clock.ready)
             except Interrupted as e:  # Ctrl-C: summarise and write the steps completed
@@ -528,6 +536,7 @@ def _cmd_run(args) -> int:
         ("planner", f"{args.planner} ({_shown(spec.options)})"),
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
+        *([("value", f"{args.value} ({value!r}) as the terminal cost")] if value is not None else []),
         *([("precision", model.precision_note)] if getattr(model, "precision_note", "") else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"]) + (" (interrupted)" if log.interrupted else "")),
@@ -2061,3 +2070,133 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --------------------------------------------------------------------------- learned values
+
+
+def _load_value(path: str, task):
+    from recede.errors import InvalidArgumentError
+    from recede.policies import load_value
+
+    if not os.path.isdir(path):
+        raise _UsageError(f"argument --value: expected a value directory from 'recede fit-value', "
+                          f"got {path!r} (no such directory)")
+    try:
+        return load_value(path, task)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --value: {e}") from None
+
+
+def _add_value_command(sub) -> None:
+    from recede.planners.registry import PLANNERS
+
+    fv = sub.add_parser(
+        "fit-value", help="fit a value ensemble on a planner's closed-loop runs (a terminal cost)",
+        description="Run MPC with PLANNER on TASK for --episodes episodes (its own seeds), fit an "
+                    "ensemble of value networks to the n-step costs-to-go of the states it visited "
+                    "(POLO), and write it to --out, for 'recede run TASK --value OUT --horizon H'. "
+                    "With --polo-rounds R > 1, each later round runs the planner at --value-horizon "
+                    "with the last fit as its terminal cost, adds those episodes and refits. "
+                    "Prints the held-out error and writes OUT/fit.json.")
+    fv.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    fv.add_argument("--out", metavar="DIR", required=True, help="the value's directory (replaced atomically)")
+    fv.add_argument("--planner", default="cem", metavar="{" + ",".join(sorted(PLANNERS)) + "}",
+                    help="the planner that collects the data (default: cem)")
+    fv.add_argument("--horizon", type=_positive_int, default=None,
+                    help="its horizon in the first round (default: the task's for the planner)")
+    fv.add_argument("--episodes", type=_positive_int, default=10, help="episodes per round (default: 10)")
+    fv.add_argument("--steps", type=_positive_int, default=None,
+                    help="most steps per episode (default: the task's episode)")
+    fv.add_argument("--seed", type=_non_negative_int, default=0,
+                    help="seed of the first episode and of the fit (default: 0)")
+    fv.add_argument("--noise", type=float, default=0.0,
+                    help="Gaussian noise on the executed actions, times the action half-range, for "
+                         "coverage (default: 0)")
+    fv.add_argument("--polo-rounds", type=_positive_int, default=1,
+                    help="collect-and-fit rounds; later ones plan with the last value (default: 1)")
+    fv.add_argument("--value-horizon", type=_positive_int, default=None,
+                    help="the horizon of the later rounds' planner (default: a third of --horizon)")
+    fv.add_argument("--members", type=_positive_int, default=5, help="value networks (default: 5)")
+    fv.add_argument("--n-step", type=_positive_int, default=None,
+                    help="steps summed before bootstrapping from the last fit (default: to the "
+                         "episode's end)")
+    fv.add_argument("--discount", type=float, default=1.0, help="gamma in (0, 1] (default: 1)")
+    fv.add_argument("--optimism", type=float, default=None,
+                    help="soft-minimum temperature over members in cost units (default: the mean)")
+    fv.add_argument("--fit-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a field of the fit's config (recede.policy_learning.value.ValueConfig), "
+                         "e.g. epochs=200, hidden=64,64, rounds=2 (repeatable)")
+    _add_option_flag(fv)
+    fv.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fv.set_defaults(func=_cmd_fit_value)
+
+
+def _cmd_fit_value(args) -> int:
+    import dataclasses
+    import time
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from recede.envs import get_task
+    from recede.experiments.episode import check_options, layer_options
+    from recede.policy_learning.value import ValueConfig, collect_episodes, fit_value
+
+    task = get_task(args.task)
+    if not (0.0 <= args.noise < math.inf):
+        raise _UsageError(f"argument --noise: must be a finite number >= 0, got {args.noise}")
+    options = _parse_options(args.option, "--option", False)
+    try:
+        check_options(args.planner, layer_options(args.planner, task, options))
+    except (ValueError, TypeError) as e:
+        raise _UsageError(f"argument --option: {e}") from None
+    fields = {f.name for f in dataclasses.fields(ValueConfig)}
+    fit_opts = _parse_options(args.fit_option, "--fit-option", False)
+    unknown = sorted(set(fit_opts) - fields)
+    if unknown:
+        raise _UsageError(f"argument --fit-option: unknown {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+    if "hidden" in fit_opts and not isinstance(fit_opts["hidden"], tuple):
+        fit_opts["hidden"] = (fit_opts["hidden"],)
+    try:
+        cfg = ValueConfig(**{"members": args.members, "n_step": args.n_step, "discount": args.discount,
+                             "optimism": args.optimism, **fit_opts})
+    except (ValueError, TypeError) as e:
+        raise _UsageError(f"argument --fit-option: {e}") from None
+    H = task.horizon_for(args.planner) if args.horizon is None else args.horizon
+    Hv = max(1, H // 3) if args.value_horizon is None else args.value_horizon
+    out = os.path.abspath(args.out)
+    if not os.path.isdir(os.path.dirname(out)):
+        raise _UsageError(f"argument --out: the directory of {args.out!r} does not exist")
+    total = args.episodes * args.polo_rounds
+    episodes, value, rounds = [], None, []
+    t0 = time.perf_counter()
+    with tqdm(total=total, file=sys.stderr, disable=args.no_progress, unit="episode",
+              desc=f"{task.name} {args.planner}", dynamic_ncols=True) as bar:
+        for r in range(args.polo_rounds):
+            logs = []
+            new = collect_episodes(task, args.planner, horizon=H if r == 0 else Hv, episodes=args.episodes,
+                                   seed=args.seed + r * args.episodes, options=options, value=value,
+                                   noise=args.noise, steps=args.steps,
+                                   on_episode=lambda i, log: (logs.append(log), bar.update(1)))
+            episodes += new
+            fit = fit_value(episodes, config=cfg, seed=args.seed, task=task)
+            value = fit.value
+            rounds.append({"round": r, "horizon": H if r == 0 else Hv, "episodes": len(episodes),
+                           "states": fit.states, "holdout_rmse": fit.holdout_rmse[-1],
+                           "return_mean": float(np.mean([lg.total_return for lg in logs])),
+                           "successes": sum(bool(lg.success) for lg in logs), "fit_seconds": fit.seconds})
+    seconds = time.perf_counter() - t0
+    value.save(out, planner=args.planner, horizon=H, value_horizon=Hv, polo_rounds=args.polo_rounds,
+               noise=args.noise, options=options, rounds=rounds)
+    from recede.policy_learning.common import write_json
+
+    write_json(os.path.join(out, "fit.json"), {"task": task.name, "planner": args.planner, "rounds": rounds,
+                                               "config": dataclasses.asdict(cfg), "seconds": seconds})
+    for row in rounds:
+        print(f"round {row['round']}: horizon {row['horizon']}, return {row['return_mean']:.2f}, "
+              f"{row['successes']}/{args.episodes} succeeded; fit on {row['states']} states, "
+              f"held-out RMSE {row['holdout_rmse']:.4g}")
+    print(f"value  {args.out} ({cfg.members} members), {seconds:.1f} s; use: {PROG} run {task.name} "
+          f"--planner {args.planner} --value {args.out} --horizon {Hv}")
+    return 0

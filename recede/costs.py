@@ -315,3 +315,98 @@ def stage_costs(cost, X: np.ndarray, U: np.ndarray, S: np.ndarray | None = None)
         return None
     out = f(X, U) if S is None else f(X, U, S)
     return np.asarray(out, dtype=np.float64)
+
+
+class ValueTerminalCost:
+    """A cost whose terminal term is a value function: ``sum_{t<H} l(x_t, u_t) + scale V(x_H)``.
+
+    ``cost``: the running cost ``l``, any cost that gives its per-step terms (``stage_costs``; the
+    terminal column of those is dropped), or with ``keep_terminal=True`` any cost, whose own
+    terminal term is then kept and ``scale V`` added to it. ``value``: a numpy callable
+    ``V(X: (B, nx)) -> (B,)``, a cost-to-go in the cost's units (lower is better); a learned one
+    reaches the planner only through such a callable (``recede.policies.ValueFunction``), so
+    planners never import torch. With a perfect value (the Riccati ``x'Px/2`` of an LQ problem),
+    horizon-1 MPC is the optimal controller. ``nx``: the state size ``V`` expects (default the
+    value's own ``nx`` attribute, else the cost's); a batch of another size is refused.
+    """
+
+    def __init__(self, cost, value, *, scale: float = 1.0, keep_terminal: bool = False, nx: int | None = None):
+        if not callable(cost):
+            raise InvalidArgumentError(f"cost must be callable as cost(X, U), got {cost!r}")
+        if not callable(value):
+            raise InvalidArgumentError(f"value must be callable as V(X: (B, nx)) -> (B,), got {value!r}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.floating)) or not np.isfinite(scale) \
+                or scale < 0:
+            raise InvalidArgumentError(f"scale must be a finite number >= 0, got {scale!r}")
+        if not keep_terminal and getattr(cost, "stage_costs", None) is None:
+            raise InvalidArgumentError(
+                f"cost {type(cost).__name__} gives no per-step stage_costs, so its terminal term "
+                f"cannot be replaced by the value; pass keep_terminal=True to add the value to it")
+        own_nx = getattr(value, "nx", None)
+        cost_nx = getattr(cost, "nx", None)
+        want = nx if nx is not None else own_nx if own_nx is not None else cost_nx
+        if own_nx is not None and cost_nx is not None and int(own_nx) != int(cost_nx):
+            raise InvalidArgumentError(
+                f"value expects states of size {own_nx}, but the cost's states have size {cost_nx}")
+        self.base, self.value, self.scale = cost, value, float(scale)
+        self.keep_terminal = bool(keep_terminal)
+        self.nx = None if want is None else int(want)
+        self.needs_sensors = bool(getattr(cost, "needs_sensors", False))
+
+    def terminal_values(self, XT: np.ndarray) -> np.ndarray:
+        """``scale * V(XT)`` for final states ``XT: (B, nx)``, checked to be ``(B,)``."""
+        XT = np.ascontiguousarray(XT, dtype=np.float64)
+        if XT.ndim != 2 or (self.nx is not None and XT.shape[1] != self.nx):
+            raise InvalidArgumentError(f"value expects states (B, {self.nx}), got {XT.shape}")
+        v = np.asarray(self.value(XT), dtype=np.float64)
+        if v.shape != (XT.shape[0],):
+            raise InvalidArgumentError(
+                f"value must return one number per state, shape ({XT.shape[0]},), got {v.shape}")
+        return self.scale * v
+
+    def _base_stage(self, X, U, S):
+        out = stage_costs(self.base, X, U, S if self.needs_sensors else None)
+        return np.array(out, dtype=np.float64)
+
+    def stage_costs(self, X: np.ndarray, U: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
+        """Per-step costs ``(B, H+1)``: the running cost's columns, the value in column H (added
+        to the cost's own terminal with ``keep_terminal``)."""
+        X = np.asarray(X, dtype=np.float64)
+        if self.keep_terminal and getattr(self.base, "stage_costs", None) is None:
+            out = np.zeros((X.shape[0], X.shape[1]))
+            out[:, -1] = self._total_base(X, U, S)
+        else:
+            out = self._base_stage(X, U, S)
+            if not self.keep_terminal:
+                out[:, -1] = 0.0
+        out[:, -1] += self._masked_values(X, U, S)
+        return out
+
+    def _masked_values(self, X, U, S):
+        """The terminal values, 0 for sequences the cost says ended early (a robot that fell:
+        ``cost.survives(X, U[, S]) -> (B,)``, see ``recede.envs.robots.RewardCost``)."""
+        v = self.terminal_values(X[:, -1])
+        survives = getattr(self.base, "survives", None)
+        if survives is not None:
+            alive = np.asarray(survives(X, U, S) if self.needs_sensors else survives(X, U), dtype=bool)
+            v = np.where(alive, v, 0.0)
+        return v
+
+    def _total_base(self, X, U, S):
+        return np.asarray(self.base(X, U, S) if self.needs_sensors else self.base(X, U), dtype=np.float64)
+
+    def __call__(self, X: np.ndarray, U: np.ndarray, S: np.ndarray | None = None) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        if self.keep_terminal:
+            return self._total_base(X, U, S) + self._masked_values(X, U, S)
+        return self._base_stage(X, U, S)[:, :-1].sum(axis=1) + self._masked_values(X, U, S)
+
+    def stage(self, x: np.ndarray, u: np.ndarray) -> float:
+        return float(self.base.stage(x, u))
+
+    def terminal(self, x: np.ndarray) -> float:
+        return float(self.terminal_values(np.asarray(x, dtype=np.float64)[None])[0])
+
+    def __repr__(self) -> str:
+        keep = ", keep_terminal=True" if self.keep_terminal else ""
+        return f"ValueTerminalCost({self.base!r}, value={self.value!r}, scale={self.scale:g}{keep})"

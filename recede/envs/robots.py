@@ -80,6 +80,12 @@ class RewardCost:
     def __call__(self, X, U, S=None) -> np.ndarray:
         return self.stage_costs(X, U, S).sum(axis=1)
 
+    def survives(self, X, U, S=None) -> np.ndarray:
+        """``(B,)``: whether each sequence is alive at its end (never terminated), the rows a
+        terminal value applies to (:class:`recede.costs.ValueTerminalCost` asks)."""
+        _, term = self.rewards(X, U, S)
+        return ~term.any(axis=1)
+
     def stage_costs(self, X, U, S=None) -> np.ndarray:
         """Per-step costs ``(B, H+1)``: ``-alive_t r_t`` (penalty included), and in column H
         minus the terminal value for sequences alive at the end (else 0). They sum to the cost."""

@@ -28,6 +28,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 
 from recede.controllers import MPC, Controller, RunLog, run_closed_loop
+from recede.costs import ValueTerminalCost
 from recede.envs import get_task
 from recede.errors import Interrupted, InvalidArgumentError
 from recede.planners.base import check_positive_int
@@ -182,9 +183,12 @@ class Episode:
 
 def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None,
                 camera: str | None = None, on_step: Callable[[int, Any], None] | None = None,
-                warm_up: bool = True, on_ready: Callable[[], None] | None = None) -> Episode:
+                warm_up: bool = True, on_ready: Callable[[], None] | None = None,
+                value: Callable[[np.ndarray], np.ndarray] | None = None) -> Episode:
     """Run ``spec``: MPC with its planner on the task's model (or on ``model``, a learned
-    dynamics model, acting in the real env), judged by the task. ``render_mode`` and ``camera``
+    dynamics model, acting in the real env), judged by the task. ``value``: a numpy cost-to-go
+    ``V(X: (B, nx)) -> (B,)`` (e.g. ``recede.policies.load_value``) as the problem's terminal
+    cost (:class:`recede.costs.ValueTerminalCost`). ``render_mode`` and ``camera``
     go to ``task.make_env``. ``on_step(t, env)`` runs after every step (progress bars, video
     frames). ``warm_up``: plan once from the initial state with a throw-away generator and take
     one step of the env with that plan's first action (the env is reset with the episode's seed
@@ -200,6 +204,10 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
     try:
         problem = (task.problem(spec.horizon) if model is None
                    else problem_for(task, spec.horizon, model, env_bounds(env)))
+        if value is not None:
+            problem = Problem(problem.dynamics, ValueTerminalCost(problem.cost, value, nx=problem.nx),
+                              problem.horizon, action_low=problem.action_low,
+                              action_high=problem.action_high)
         planner = make_planner(spec.planner, problem, **spec.options)
         recorder = PlanRecorder(MPC(planner, replan_every=spec.replan_every, rng=spec.seed,
                                     time_budget=spec.time_budget))

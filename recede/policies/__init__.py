@@ -7,6 +7,8 @@
   the dynamics ensemble's batched layers.
 - :mod:`recede.policies.policy` :class:`NetworkPolicy` (a network acting on model states through
   ``task.observation``: a recede ``Policy``), :func:`save_policy`, :func:`load_policy`.
+- :mod:`recede.policies.value` :class:`ValueFunction` (a value ensemble as a numpy cost-to-go, the
+  terminal cost of :class:`recede.costs.ValueTerminalCost`), :func:`save_value`, :func:`load_value`.
 
 Shapes: ``K`` members (seeds trained as one batch), ``N`` rows; ``obs: (K, N, nobs)``,
 ``act: (K, N, nu)``.
@@ -16,7 +18,8 @@ from recede.policies.networks import (
     ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet, orthogonal_init,
 )
 from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
+from recede.policies.value import ValueFunction, load_value, save_value, value_info
 
 __all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy",
            "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
-           "task_sizes"]
+           "task_sizes", "ValueFunction", "load_value", "save_value", "value_info"]
