@@ -13,10 +13,11 @@ Shapes: ``K`` members (seeds trained as one batch), ``N`` rows; ``obs: (K, N, no
 """
 
 from recede.policies.networks import (
-    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet, orthogonal_init,
+    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, LinearPolicyNet, ObsNormalizer, QNet, VNet,
+    orthogonal_init,
 )
 from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
 
-__all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy",
-           "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
+__all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "LinearPolicyNet",
+           "NetworkPolicy", "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
            "task_sizes"]
