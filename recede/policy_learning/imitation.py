@@ -509,23 +509,29 @@ def expert_demos(task, expert, labels: int, *, seed: int = 0, episodes: int = 4,
     actions there; collected in rounds of ``labels_per_round`` as :func:`dagger` collects (its
     round 0 is the first ``labels_per_round`` of these), so BC at a label count is fit to the
     first pairs of a longer run."""
+    c = _expert_demos(task, expert, labels, seed=seed, episodes=episodes, labels_per_round=labels_per_round,
+                      workers=workers, steps=steps)
+    return c.X, c.U
+
+
+def _expert_demos(task, expert, labels, *, seed, episodes, labels_per_round, workers, steps) -> _Collected:
     task = get_task(task)
     check_int("labels", labels, 1)
     per = labels if labels_per_round is None else labels_per_round
     check_int("labels_per_round", per, 1)
     labeller, own = _labeller_for(task, expert, workers)
     try:
-        Xs, Us, r = [], [], 0
-        while sum(len(x) for x in Xs) < labels:
-            c = collect_round(task, labeller, None, 1.0, min(per, labels - sum(len(x) for x in Xs)), seed=seed,
-                              round_=r, episodes=episodes, steps=steps)
-            Xs.append(c.X)
-            Us.append(c.U)
+        parts, r, n = [], 0, 0
+        while n < labels:
+            parts.append(collect_round(task, labeller, None, 1.0, min(per, labels - n), seed=seed, round_=r,
+                                       episodes=episodes, steps=steps))
+            n += len(parts[-1].X)
             r += 1
     finally:
         if own:
             labeller.close()
-    return np.concatenate(Xs), np.concatenate(Us)
+    return _Collected(np.concatenate([c.X for c in parts]), np.concatenate([c.U for c in parts]),
+                      sum(c.label_s for c in parts))
 
 
 # ----------------------------------------------------------------------------- DAgger
@@ -541,7 +547,8 @@ class DAggerConfig:
     steps: the most steps of an episode (default: the task's); beta: ``"linear"`` or
     ``"exponential"`` with ``beta_param`` (see :func:`beta_schedule`; round 0 is the expert
     alone); eval_episodes: deterministic evaluation episodes of the learner after each round
-    (0: none); eval_at: evaluate only once these label counts are reached (default: every round);
+    (0: none); eval_at: evaluate only at these label counts (a round ends early where it would
+    pass one; default: after every round);
     workers: labelling processes (needs an :class:`ExpertSpec`); bc: the refit's settings.
     """
 
@@ -570,10 +577,6 @@ class DAggerConfig:
                 check_int("eval_at", v, 1)
         if not isinstance(self.bc, BCConfig):
             raise InvalidArgumentError(f"bc must be a BCConfig, got {type(self.bc).__name__}")
-
-    @property
-    def rounds(self) -> int:
-        return -(-self.labels // self.labels_per_round)
 
 
 @dataclass(frozen=True)
@@ -618,31 +621,34 @@ def dagger(task, expert, *, config: DAggerConfig = DAggerConfig(), seed: int = 0
         raise InvalidArgumentError(f"config must be a DAggerConfig, got {type(config).__name__}")
     check_int("seed", seed, 0)
     t_start = time.perf_counter()
-    betas = beta_schedule(config.beta, config.beta_param, config.rounds)
+    beta_schedule(config.beta, config.beta_param, 1)
     labeller, own = _labeller_for(task, expert, config.workers)
     ev_seeds = eval_seeds(seed, config.eval_episodes)
+    marks = sorted({v for v in (config.eval_at or ()) if v < config.labels} | {config.labels})
     Xs, Us, logs, policy = [], [], [], None
     try:
-        total = 0
-        for r, beta in enumerate(betas):
+        total, r = 0, 0
+        while total < config.labels:
             t0 = time.perf_counter()
-            n = min(config.labels_per_round, config.labels - total)
-            c = collect_round(task, labeller, policy, beta if policy is not None else 1.0, n, seed=seed, round_=r,
-                              episodes=config.episodes, steps=config.steps)
+            beta = beta_schedule(config.beta, config.beta_param, r + 1)[r]
+            # a round ends at its size, or at the next label count to evaluate at
+            n = min(config.labels_per_round, next(m for m in marks if m > total) - total)
+            c = collect_round(task, labeller, policy, beta, n, seed=seed, round_=r, episodes=config.episodes,
+                              steps=config.steps)
             Xs.append(c.X)
             Us.append(c.U)
             total += len(c.X)
             policy = bc(task, (np.concatenate(Xs), np.concatenate(Us)), config=config.bc, seed=seed).policy
-            due = config.eval_at is None or any(total >= v > total - len(c.X) for v in config.eval_at) \
-                or r == len(betas) - 1
+            due = config.eval_at is None or total in marks
             rets = tuple(evaluate_controller(task, policy, ev_seeds).tolist()) if due and ev_seeds else ()
-            log = RoundLog(round=r, beta=float(beta if r else 1.0), labels=total,
+            log = RoundLog(round=r, beta=float(beta), labels=total,
                            labels_per_s=len(c.X) / c.label_s if c.label_s > 0 else math.inf, returns=rets,
                            wall_s=time.perf_counter() - t0)
             logs.append(log)
             policy.meta.update(algo="dagger", labels=total, rounds=r + 1)
             if on_round is not None:
                 on_round(log, policy)
+            r += 1
     finally:
         if own:
             labeller.close()
@@ -659,3 +665,138 @@ def time_per_action(controller, X: np.ndarray, repeats: int = 1) -> float:
             controller.act(x)
             times.append(time.perf_counter() - t0)
     return float(np.median(times))
+
+
+# ----------------------------------------------------------------------------- curves
+
+
+class FreshExpert:
+    """The labeller's expert as a controller that decides every step afresh, as it labels: at
+    step ``t`` of the episode it is reset with the seed of ``(seed, t)`` before acting (an MPC
+    expert plans from scratch). This is the expert a learner imitates."""
+
+    def __init__(self, expert):
+        self.expert = expert
+        self.reset()
+
+    def reset(self, rng=None) -> None:
+        self._seed = 0 if rng is None else int(rng) if not isinstance(rng, np.random.Generator) \
+            else int(rng.integers(2 ** 31))
+        self._t = 0
+
+    def act(self, x) -> np.ndarray:
+        u = _label_one(self.expert, np.asarray(x, dtype=np.float64), (self._seed, 24, self._t))
+        self._t += 1
+        return u
+
+
+def _worker_eval(task_name: str, seed: int) -> float:
+    fresh = FreshExpert(_WORKER_EXPERT)
+    fresh.reset(seed)
+    return _run_episode(get_task(task_name), fresh, seed)
+
+
+def evaluate_expert(labeller: Labeller, seeds: Sequence[int]) -> np.ndarray:
+    """Returns of the expert deciding afresh every step (:class:`FreshExpert`) over episodes from
+    ``env.reset(seed=s)``, one episode per worker process at a time where the labeller has them."""
+    if labeller._pool is not None:
+        futs = [labeller._pool.submit(_worker_eval, labeller.task.name, int(s)) for s in seeds]
+        return np.array([f.result() for f in futs])
+    return evaluate_controller(labeller.task, FreshExpert(labeller.expert), seeds)
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One point of an imitation curve: ``method`` (``bc``, ``dagger`` or ``expert``) of run seed
+    ``seed`` after ``labels`` expert labels (0 for the expert), its evaluation returns, the labels
+    per second of labelling that produced its data, and the wall time since the seed started."""
+
+    method: str
+    seed: int
+    labels: int
+    returns: tuple[float, ...]
+    labels_per_s: float
+    wall_s: float
+
+    @property
+    def return_mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def return_std(self) -> float:
+        return float(np.std(self.returns))
+
+
+@dataclass(frozen=True)
+class ImitationCurve:
+    """Every point, the final policy per ``(method, seed)``, and the median seconds per action of
+    the learned policies (``policy_s``) and of the expert's labels (``expert_s``)."""
+
+    points: tuple[CurvePoint, ...]
+    policies: Mapping[tuple[str, int], NetworkPolicy]
+    policy_s: float
+    expert_s: float
+
+
+METHODS = ("bc", "dagger")
+
+
+def imitation_curve(task, labeller: Labeller, *, methods: Sequence[str] = METHODS, labels: Sequence[int] = (1000,),
+                    seeds: Sequence[int] = (0,), config: DAggerConfig = DAggerConfig(),
+                    on_point: Callable[[CurvePoint], None] | None = None) -> ImitationCurve:
+    """BC from the expert's demonstrations and DAgger, each at every label count of ``labels``,
+    for every seed, against the expert (evaluated on the same episodes). DAgger runs once per
+    seed up to the largest count (``config`` with ``labels`` and ``eval_at`` set from
+    ``labels``); BC is fit to the first ``n`` pairs of one demonstration run per seed."""
+    task = get_task(task)
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods or len(set(methods)) != len(methods):
+        raise InvalidArgumentError(f"methods must be distinct names among {list(METHODS)}, got {list(methods)!r}")
+    counts = sorted({int(n) for n in labels})
+    for n in labels:
+        check_int("labels", n, 1)
+    if len(counts) != len(list(labels)):
+        raise InvalidArgumentError(f"labels must be distinct counts, got {list(labels)!r}")
+    if config.eval_episodes < 1:
+        raise InvalidArgumentError(f"eval_episodes must be >= 1 for a curve, got {config.eval_episodes}")
+    cfg = dataclasses.replace(config, labels=counts[-1], eval_at=tuple(counts))
+    points, policies = [], {}
+
+    def add(p):
+        points.append(p)
+        if on_point is not None:
+            on_point(p)
+
+    all_X = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        ev = eval_seeds(seed, cfg.eval_episodes)
+        add(CurvePoint("expert", seed, 0, tuple(evaluate_expert(labeller, ev).tolist()), math.nan,
+                       time.perf_counter() - t0))
+        if "bc" in methods:
+            t0 = time.perf_counter()
+            c = _expert_demos(task, labeller, counts[-1], seed=seed, episodes=cfg.episodes,
+                              labels_per_round=cfg.labels_per_round, workers=1, steps=cfg.steps)
+            rate = len(c.X) / c.label_s if c.label_s > 0 else math.inf
+            for n in counts:
+                pol = bc(task, (c.X[:n], c.U[:n]), config=cfg.bc, seed=seed).policy
+                add(CurvePoint("bc", seed, n, tuple(evaluate_controller(task, pol, ev).tolist()), rate,
+                               time.perf_counter() - t0))
+            policies[("bc", seed)] = pol
+            all_X.append(c.X)
+        if "dagger" in methods:
+            t0 = time.perf_counter()
+
+            def on_round(log, pol, seed=seed, t0=t0):
+                if log.labels in counts:
+                    add(CurvePoint("dagger", seed, log.labels, log.returns, log.labels_per_s,
+                                   time.perf_counter() - t0))
+
+            res = dagger(task, labeller, config=cfg, seed=seed, on_round=on_round)
+            policies[("dagger", seed)] = res.policy
+            all_X.append(res.X)
+    X = np.concatenate(all_X)
+    sample = X[np.random.default_rng(0).choice(len(X), size=min(200, len(X)), replace=False)]
+    policy_s = float(np.median([time_per_action(p, sample) for p in policies.values()]))
+    return ImitationCurve(points=tuple(points), policies=policies, policy_s=policy_s,
+                          expert_s=float(np.median(labeller.times)) if labeller.times else math.nan)
