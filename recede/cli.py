@@ -2115,8 +2115,6 @@ def _cmd_imitate(args) -> int:
         raise _UsageError(f"argument --out: {args.out!r} is a file, not a directory")
     if not os.path.isdir(os.path.dirname(out)):
         raise _UsageError(f"argument --out: the directory of {args.out!r} does not exist")
-    os.makedirs(out, exist_ok=True)
-    _AtomicFile(os.path.join(out, ".probe"), "--out").discard()  # an unwritable --out fails now
 
     def progress(p):
         if not args.no_progress:
@@ -2125,7 +2123,13 @@ def _cmd_imitate(args) -> int:
                   f"{p.return_std:.3g}{rate} ({p.wall_s:.1f} s)", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    with Labeller(task, spec, workers=args.workers) as labeller:
+    try:
+        labeller = Labeller(task, spec, workers=args.workers)  # probes the expert on the task
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --expert: {e}") from None
+    with labeller:
+        os.makedirs(out, exist_ok=True)
+        _AtomicFile(os.path.join(out, ".probe"), "--out").discard()  # an unwritable --out fails now
         curve = imitation_curve(task, labeller, methods=args.method, labels=args.labels, seeds=args.seeds,
                                 config=config, on_point=progress)
     wall = time.perf_counter() - t0
