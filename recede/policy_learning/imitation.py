@@ -313,7 +313,9 @@ class Labeller:
     ``workers > 1``). Experts with ``act_batch`` (LQR, policies) label a batch in one call.
     Refuses an expert that cannot act on the task's states (probed on the task's initial state).
     ``times`` holds the seconds of each label (a batch's time shared by its rows). Close it (or
-    use ``with``) to stop its processes."""
+    use ``with``) to stop its processes. The workers start by forkserver (or spawn), each with
+    ``cpu_count // workers`` Numba threads; a script that asks for ``workers > 1`` must guard
+    its entry point with ``if __name__ == "__main__":``, as any such pool needs."""
 
     def __init__(self, task, expert, *, workers: int = 1):
         self.task = get_task(task)
