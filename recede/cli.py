@@ -6,6 +6,7 @@
     recede train-policy pendulum-swingup --algo sac --steps 2000 --seeds 0..2 --out runs/sac
     recede run pendulum-swingup --policy runs/sac/seed_0
     recede mbpo pendulum-swingup --steps 5000 --out runs/mbpo --compare runs/sac/evals.csv
+    recede imitate cartpole-swingup --expert mpc:mppi --labels 1000,2000,5000 --seeds 0..2 --out runs/imit
     recede tasks
     recede planners
 
@@ -254,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_policy_commands(sub)
     _add_mbpo_command(sub)
     _add_value_command(sub)
+    _add_imitate_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -1994,6 +1996,192 @@ def _cmd_mbpo(args) -> int:
               f"is in {os.path.join(out_text, 'checkpoint')}; resume with: "
               + " ".join(shlex.quote(a) for a in again), file=sys.stderr)
         return 130
+    return 0
+
+
+# --------------------------------------------------------------------------- imitate
+
+
+def _count_list(text: str) -> list[int]:
+    """'1000,2000,5000' -> [1000, 2000, 5000]: distinct counts >= 1."""
+    try:
+        counts = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a comma list of integers >= 1, got {text!r}") from None
+    if not counts or min(counts) < 1 or len(set(counts)) != len(counts):
+        raise argparse.ArgumentTypeError(f"must be distinct integers >= 1, got {text!r}")
+    return counts
+
+
+def _hidden_arg(text: str) -> tuple[int, ...]:
+    """'256,256' -> (256, 256); 'linear' -> () (the linear policy class)."""
+    if text.strip().lower() == "linear":
+        return ()
+    try:
+        hidden = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be comma-separated widths (e.g. 256,256) or 'linear', "
+                                         f"got {text!r}") from None
+    if min(hidden) < 1:
+        raise argparse.ArgumentTypeError(f"widths must be >= 1, got {text!r}")
+    return hidden
+
+
+def _add_imitate_command(sub) -> None:
+    im = sub.add_parser(
+        "imitate", help="distil an expert (MPC, LQR, a policy) into a policy by BC and DAgger",
+        description="Clone --expert into a policy network on TASK by behaviour cloning from its "
+                    "demonstrations and by DAgger, at each expert label count of --labels, for "
+                    "every seed. Every label is a fresh decision of the expert from that state (an "
+                    "MPC expert plans from scratch). Writes to --out: imitation.csv (one row per "
+                    "method, seed and label count: evaluation return mean and std, labels per "
+                    "second; the expert's own rows have method 'expert'), imitation.png (return "
+                    "against labels, mean ± std over seeds, the expert's mean return as a line) "
+                    "and <method>/seed_<s>/ (the policy at the largest count, for 'recede run "
+                    "TASK --policy DIR').")
+    im.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    im.add_argument("--expert", required=True, metavar="EXPERT",
+                    help="mpc:PLANNER (e.g. mpc:mppi), lqr, or policy:DIR (a saved policy)")
+    im.add_argument("--method", type=_name_list, default=["bc", "dagger"],
+                    help="bc, dagger or both, comma-separated (default: bc,dagger)")
+    im.add_argument("--labels", type=_count_list, default=[1000],
+                    help="expert label counts, one curve point each, e.g. 1000,2000,5000 (default: 1000)")
+    im.add_argument("--seeds", type=_seed_list, default=[0],
+                    help="seeds as A..B (inclusive) or a comma list (default: 0)")
+    im.add_argument("--out", metavar="DIR", required=True, help="output directory (see above)")
+    im.add_argument("--workers", type=_steps_arg, default=1,
+                    help="processes labelling states for an MPC expert (default: 1)")
+    im.add_argument("--horizon", type=_steps_arg, default=None,
+                    help="the MPC expert's horizon (default: the task's for the planner)")
+    _add_option_flag(im)
+    im.add_argument("--labels-per-round", type=_steps_arg, default=None,
+                    help="states labelled per DAgger round (default: the counts' greatest common "
+                         "divisor, at most 1000)")
+    im.add_argument("--episodes", type=_steps_arg, default=4,
+                    help="episodes run side by side while collecting (one labelling batch per "
+                         "step; default: 4)")
+    im.add_argument("--beta", choices=("linear", "exponential"), default="exponential",
+                    help="DAgger's schedule of the expert's share (default: exponential)")
+    im.add_argument("--beta-param", type=float, default=0.5,
+                    help="its parameter in [0, 1]: the decrement per round (linear) or the ratio "
+                         "(exponential) (default: 0.5)")
+    im.add_argument("--eval-episodes", type=_steps_arg, default=5,
+                    help="evaluation episodes per point (default: 5)")
+    im.add_argument("--hidden", type=_hidden_arg, default=(256, 256),
+                    help="the policy's hidden layers, e.g. 256,256, or 'linear' (default: 256,256)")
+    im.add_argument("--loss", choices=("mse", "nll"), default="mse", help="BC's loss (default: mse)")
+    im.add_argument("--epochs", type=_steps_arg, default=200,
+                    help="most training epochs per fit (early stopping on a held-out 10%%; default: 200)")
+    im.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    im.set_defaults(func=_cmd_imitate)
+
+
+_IMITATION_CSV, _IMITATION_PNG = "imitation.csv", "imitation.png"
+
+
+def _cmd_imitate(args) -> int:
+    import csv
+    import io
+    import math
+    import time
+
+    import numpy as np
+
+    from recede._io import atomic_file
+    from recede.envs import get_task
+    from recede.errors import InvalidArgumentError
+    from recede.plotting import plot_imitation
+    from recede.policy_learning.imitation import (
+        METHODS, BCConfig, DAggerConfig, Labeller, expert_spec, imitation_curve,
+    )
+
+    # everything is checked before anything runs or is written
+    task = get_task(args.task)
+    bad = [m for m in args.method if m not in METHODS]
+    if bad or len(set(args.method)) != len(args.method):
+        raise _UsageError(f"argument --method: must be distinct names among {', '.join(METHODS)}, "
+                          f"got {','.join(args.method)!r}")
+    if len(set(args.seeds)) != len(args.seeds):
+        raise _UsageError(f"argument --seeds: seeds must be distinct, got {_seeds_text(args.seeds)}")
+    options = _parse_options(args.option, "--option", False)
+    try:
+        spec = expert_spec(task, args.expert, horizon=args.horizon, options=options)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --expert: {e}") from None
+    if spec.kind != "mpc" and args.workers > 1:
+        raise _UsageError(f"argument --workers: only an mpc expert labels in processes (an {spec.kind} "
+                          f"expert labels a batch in one call), got {args.workers}")
+    per = args.labels_per_round or min(1000, math.gcd(*args.labels))
+    try:
+        bc_cfg = BCConfig(loss=args.loss, hidden=args.hidden, epochs=args.epochs)
+        config = DAggerConfig(labels=max(args.labels), labels_per_round=per, episodes=args.episodes,
+                              beta=args.beta, beta_param=args.beta_param, eval_episodes=args.eval_episodes,
+                              workers=args.workers, bc=bc_cfg)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --{str(e).split()[0].replace('_', '-')}: {e}") from None
+    out = os.path.abspath(args.out)
+    if os.path.lexists(out) and not os.path.isdir(out):
+        raise _UsageError(f"argument --out: {args.out!r} is a file, not a directory")
+    if not os.path.isdir(os.path.dirname(out)):
+        raise _UsageError(f"argument --out: the directory of {args.out!r} does not exist")
+
+    def progress(p):
+        if not args.no_progress:
+            rate = "" if math.isnan(p.labels_per_s) else f", {p.labels_per_s:.1f} labels/s"
+            print(f"{p.method} seed {p.seed}: {p.labels} labels, return {p.return_mean:.4g} ± "
+                  f"{p.return_std:.3g}{rate} ({p.wall_s:.1f} s)", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    try:
+        labeller = Labeller(task, spec, workers=args.workers)  # probes the expert on the task
+    except InvalidArgumentError as e:
+        raise _UsageError(f"argument --expert: {e}") from None
+    with labeller:
+        os.makedirs(out, exist_ok=True)
+        _AtomicFile(os.path.join(out, ".probe"), "--out").discard()  # an unwritable --out fails now
+        curve = imitation_curve(task, labeller, methods=args.method, labels=args.labels, seeds=args.seeds,
+                                config=config, on_point=progress)
+    wall = time.perf_counter() - t0
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["method", "seed", "labels", "return_mean", "return_std", "episodes", "labels_per_s", "wall_s"])
+    for p in curve.points:
+        w.writerow([p.method, p.seed, p.labels, repr(p.return_mean), repr(p.return_std), len(p.returns),
+                    "" if math.isnan(p.labels_per_s) else f"{p.labels_per_s:.3f}", f"{p.wall_s:.3f}"])
+    with atomic_file(os.path.join(out, _IMITATION_CSV), "--out") as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            f.write(buf.getvalue())
+    curves: dict = {}
+    for p in curve.points:
+        if p.method != "expert":
+            curves.setdefault(p.method, {}).setdefault(p.seed, []).append((p.labels, p.return_mean))
+    expert = float(np.mean([p.return_mean for p in curve.points if p.method == "expert"]))
+    n = len(args.seeds)
+    plot_imitation(curves, os.path.join(out, _IMITATION_PNG), expert=expert,
+                   title=f"{spec.describe()} on {task.name} ({n} seed{'s' if n > 1 else ''}: "
+                         f"{_seeds_text(list(args.seeds))})")
+    for (method, seed), policy in curve.policies.items():
+        os.makedirs(os.path.join(out, method), exist_ok=True)
+        policy.save(os.path.join(out, method, f"seed_{seed}"), expert=spec.describe(), method=method,
+                    seed=int(seed), labels=max(args.labels))
+
+    print(f"imitate {spec.describe()} on {task.name}: labels {','.join(map(str, args.labels))}, "
+          f"seeds {_seeds_text(list(args.seeds))}, {wall:.1f} s")
+    print(f"expert: return {expert:.4f} (mean over seeds of {args.eval_episodes} episode"
+          f"{'s' if args.eval_episodes > 1 else ''} each)")
+    for method in args.method:
+        for count in sorted(args.labels):
+            ps = [p for p in curve.points if p.method == method and p.labels == count]
+            means = np.array([p.return_mean for p in ps])
+            rate = np.mean([p.labels_per_s for p in ps])
+            share = f" ({100 * means.mean() / expert:.0f}% of the expert's)" if expert > 0 else ""
+            print(f"{method} at {count} labels: return {means.mean():.4f} ± {means.std():.4f} over seeds"
+                  f"{share}, {rate:.1f} labels/s")
+    print(f"time per action (median): policy {curve.policy_s * 1e3:.3f} ms, expert {curve.expert_s * 1e3:.3f} ms, "
+          f"expert/policy {curve.expert_s / curve.policy_s:.3g}")
+    print(f"out: {args.out} ({_IMITATION_CSV}, {_IMITATION_PNG}, "
+          + ", ".join(f"{m}/seed_<s>/" for m in args.method) + ")")
     return 0
 
 

@@ -309,3 +309,52 @@ def plot_learning_curve(curves, path, *, title: str = "", format: str | None = N
         with open(tmp, "wb") as f:
             fig.savefig(f, format=format, dpi=100)
     return fig
+
+
+def plot_imitation(curves, path, *, expert: float | None = None, title: str = "", format: str | None = None):
+    """Imitation curves: evaluation return against expert labels, written whole to ``path``
+    (png, pdf or svg). ``curves``: ``{method: {seed: [(labels, return), ...]}}``; each method is
+    drawn as its mean over seeds at the label counts every seed reached, with a band of one
+    standard deviation over seeds (numpy's, ddof=0). ``expert``: the expert's mean return, drawn
+    as a horizontal line. Returns the matplotlib ``Figure``."""
+    from recede._io import atomic_file
+
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not isinstance(curves, Mapping) or not curves or not all(
+            isinstance(run, Mapping) and run and all(len(c) for c in run.values()) for run in curves.values()):
+        raise InvalidArgumentError("curves must map each method to {seed: [(labels, return), ...]} with at "
+                                   f"least one point per seed, got {curves!r}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for i, (method, run) in enumerate(curves.items()):
+        color = f"C{i}"
+        per_seed = {s: dict(c) for s, c in run.items()}
+        counts = sorted(set.intersection(*(set(c) for c in per_seed.values())))
+        if not counts:
+            continue
+        R = np.array([[per_seed[s][n] for n in counts] for s in per_seed], dtype=np.float64)
+        mean, std = R.mean(axis=0), R.std(axis=0)
+        n = len(per_seed)
+        if n > 1:
+            ax.fill_between(counts, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        ax.plot(counts, mean, "o-", color=color, lw=1.8, ms=3,
+                label=f"{method} (mean ± std over {_plural(n)})" if n > 1 else method)
+    if expert is not None and np.isfinite(expert):
+        ax.axhline(expert, color="k", ls="--", lw=1.2, label="expert")
+    ax.legend(loc="best", fontsize="small", frameon=False)
+    ax.ticklabel_format(axis="y", useOffset=False)
+    ax.set_xlabel("expert labels")
+    ax.set_ylabel("evaluation return")
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    with atomic_file(path, "path") as tmp:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format=format, dpi=100)
+    return fig

@@ -15,11 +15,12 @@ Shapes: ``K`` members (seeds trained as one batch), ``N`` rows; ``obs: (K, N, no
 """
 
 from recede.policies.networks import (
-    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, ObsNormalizer, QNet, VNet, orthogonal_init,
+    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, LinearPolicyNet, ObsNormalizer, QNet, VNet,
+    orthogonal_init,
 )
 from recede.policies.policy import NetworkPolicy, load_policy, policy_info, save_policy, task_sizes
 from recede.policies.value import ValueFunction, load_value, save_value, value_info
 
-__all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "NetworkPolicy",
-           "ObsNormalizer", "QNet", "VNet", "load_policy", "orthogonal_init", "policy_info", "save_policy",
-           "task_sizes", "ValueFunction", "load_value", "save_value", "value_info"]
+__all__ = ["ClippedGaussianPolicyNet", "DeterministicPolicyNet", "GaussianPolicyNet", "LinearPolicyNet",
+           "NetworkPolicy", "ObsNormalizer", "QNet", "VNet", "ValueFunction", "load_policy", "load_value",
+           "orthogonal_init", "policy_info", "save_policy", "save_value", "task_sizes", "value_info"]

@@ -12,6 +12,8 @@ layer. Inputs are observations ``obs: (K, N, nobs)`` (a policy's features of the
   whose samples are clipped to the bounds (PPO's actor).
 - :class:`DeterministicPolicyNet`: ``tanh`` of an MLP mapped to the bounds (TD3/DDPG, behaviour
   cloning, the S-step of guided policy search).
+- :class:`LinearPolicyNet`: ``W obs + b`` clipped to the bounds (linear inside them; behaviour
+  cloning's oracle class: a linear expert is in it exactly).
 - :class:`QNet`: ``heads`` Q functions per member (twin critics: ``heads=2``), one module.
 - :class:`VNet`: ``heads`` state-value functions per member (PPO's critic, value ensembles).
 - :func:`orthogonal_init`: re-draw a :class:`BatchedMLP`'s weights orthogonally (PPO's init).
@@ -266,6 +268,48 @@ class DeterministicPolicyNet(torch.nn.Module):
 
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         return self(obs)
+
+
+class LinearPolicyNet(torch.nn.Module):
+    """``a = clip(W obs + b, low, high)`` per member: linear in the (normalised, when
+    ``normalize``) observations inside the action bounds, no hidden layer and no squashing.
+    :meth:`linear` is the unclipped output (what behaviour cloning fits), :meth:`gain` the map in
+    raw observation units. ``hidden`` must be ``()`` (it is accepted so checkpoints load it as
+    every other kind)."""
+
+    kind = "linear"
+
+    def __init__(self, members: int, nobs: int, nu: int, low, high, *, hidden: Sequence[int] = (),
+                 activation: str = "relu", seeds: Sequence[int] | None = None, normalize: bool = False):
+        super().__init__()
+        self.members, self.nobs, self.nu = _check_dim("members", members), _check_dim("nobs", nobs), _check_dim("nu", nu)
+        if tuple(hidden):
+            raise InvalidArgumentError(f"hidden must be () for a linear policy, got {tuple(hidden)!r}")
+        self.hidden, self.normalize = (), bool(normalize)
+        self.mlp = BatchedMLP(members, [nobs, nu], activation=activation, generators=_generators(seeds, members, 4))
+        self.norm = ObsNormalizer(members, nobs)
+        self.bounds = _Bounds(low, high)
+
+    def linear(self, obs: torch.Tensor) -> torch.Tensor:
+        return _run(self.mlp, self.norm(obs) if self.normalize else obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        b = self.bounds
+        return torch.maximum(torch.minimum(self.linear(obs), b.centre + b.scale), b.centre - b.scale)
+
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        return self(obs)
+
+    @torch.no_grad()
+    def gain(self, member: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(W (nu, nobs), b (nu,))`` with ``linear(obs) = W obs + b`` in raw observation units
+        (the normaliser folded in; its clip at ``+-clip`` standard deviations aside)."""
+        W, b = self.mlp.weights[0][member].T, self.mlp.biases[0][member, 0]
+        if not self.normalize:
+            return W.clone(), b.clone()
+        inv = 1.0 / torch.sqrt(self.norm.var[member, 0] + self.norm.eps)
+        W = W * inv
+        return W, b - W @ self.norm.mean[member, 0]
 
 
 class QNet(torch.nn.Module):

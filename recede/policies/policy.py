@@ -26,13 +26,15 @@ import torch
 from recede._io import atomic_directory
 from recede.errors import InvalidArgumentError
 from recede.models.ensemble import torch_threads
-from recede.policies.networks import ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet
+from recede.policies.networks import (
+    ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, LinearPolicyNet,
+)
 
 FORMAT = "recede.Policy/1"
 WEIGHTS = "policy.safetensors"
 META = "policy.json"
 KINDS = {"gaussian": GaussianPolicyNet, "deterministic": DeterministicPolicyNet,
-         "gaussian_clip": ClippedGaussianPolicyNet}
+         "gaussian_clip": ClippedGaussianPolicyNet, "linear": LinearPolicyNet}
 
 
 def task_sizes(task) -> tuple[int, int, int]:
