@@ -58,7 +58,8 @@ def cmd_fit(args) -> None:
     for r in range(args.polo_rounds):
         new = collect_episodes(task, args.planner, horizon=H if r == 0 else Hv, episodes=args.episodes,
                                seed=1000 + r * args.episodes, value=value, noise=args.noise,
-                               options=options_arg(args.option))
+                               options=options_arg(args.option),
+                               spread=None if args.spread is None else [float(v) for v in args.spread.split(",")])
         episodes += new
         fit = fit_value(episodes, config=cfg, seed=0, task=task)
         value = fit.value
@@ -119,6 +120,7 @@ def main() -> None:
     f.add_argument("--n-step", type=int, default=None)
     f.add_argument("--discount", type=float, default=1.0)
     f.add_argument("--option", action="append")
+    f.add_argument("--spread", default=None, help="start states: the task's +- these, comma-separated")
     f.set_defaults(func=cmd_fit)
     c = sub.add_parser("compare")
     c.add_argument("task")

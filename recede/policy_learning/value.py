@@ -251,6 +251,19 @@ def value_problem(problem: Problem, value, *, horizon: int | None = None, scale:
                    action_low=problem.action_low, action_high=problem.action_high)
 
 
+class _StartFrom:
+    """An analytic task's env whose resets start from ``x0``."""
+
+    def __init__(self, env, x0: np.ndarray):
+        self._env, self._x0 = env, x0
+
+    def reset(self, *, seed=None, options=None):
+        return self._env.reset(seed=seed, options={**(options or {}), "state": self._x0})
+
+    def __getattr__(self, name):
+        return getattr(self._env, name)
+
+
 class _Noisy:
     """A controller with Gaussian noise ``std`` (times the action half-range) added to its
     actions, clipped to the bounds: the collection's exploration around the planner."""
@@ -271,11 +284,15 @@ class _Noisy:
 
 def collect_episodes(task, planner: str = "cem", *, horizon: int | None = None, episodes: int = 5, seed: int = 0,
                      options=None, value=None, noise: float = 0.0, steps: int | None = None,
+                     spread: Sequence[float] | None = None,
                      on_episode: Callable[[int, object], None] | None = None) -> list[ClosedLoop]:
     """Run MPC with ``planner`` (the task's options for it, then ``options``) for ``episodes``
     episodes of the task's env, seeds ``seed, seed + 1, ...``, and return them as
     :class:`ClosedLoop` data. ``value``: plan with it as the terminal cost (POLO's later rounds);
     ``noise``: Gaussian noise on the executed actions (times the half-range), for coverage.
+    ``spread``: start each episode uniformly within the task's initial state +- ``spread`` (one
+    number per state dimension; analytic tasks) instead of the task's own start, so the value
+    sees the states a short horizon's plans end in, not only the expert's path.
     ``on_episode(i, log)`` after each (progress)."""
     from recede.controllers import MPC
     from recede.experiments.episode import layer_options, run_controller
@@ -284,6 +301,15 @@ def collect_episodes(task, planner: str = "cem", *, horizon: int | None = None, 
     check_int("episodes", episodes, 1)
     check_int("seed", seed, 0)
     check_float("noise", noise, 0.0, math.inf, hi_open=True)
+    nx = int(task.dynamics().nx)
+    if spread is not None:
+        spread = np.asarray(spread, dtype=np.float64).reshape(-1)
+        if spread.shape != (nx,) or not np.all(np.isfinite(spread)) or np.any(spread < 0):
+            raise InvalidArgumentError(f"spread must be {nx} finite numbers >= 0 (one per state "
+                                       f"dimension of {task.name!r}), got {spread.tolist()}")
+        if getattr(task, "asset", None) is not None or not hasattr(task, "initial_state"):
+            raise InvalidArgumentError(f"spread needs an analytic task (its env starts from a given "
+                                       f"state); {task.name!r} is not one")
     options = layer_options(planner, task, options or {})
     H = task.horizon_for(planner) if horizon is None else horizon
     check_int("horizon", H, 1)
@@ -297,6 +323,9 @@ def collect_episodes(task, planner: str = "cem", *, horizon: int | None = None, 
             mpc = MPC(make_planner(planner, problem, **options), rng=seed + i)
             ctrl = _Noisy(mpc, problem.action_low, problem.action_high, noise,
                           np.random.default_rng([seed, i, 1]))
+            if spread is not None:
+                env = _StartFrom(env, np.asarray(task.initial_state) + spread * np.random.default_rng(
+                    [seed, i, 2]).uniform(-1.0, 1.0, nx))
             log = run_controller(task, env, ctrl, seed=seed + i, steps=steps)
         finally:
             env.close()
