@@ -1,0 +1,164 @@
+"""Policies as proposals inside the sampling planners (issue 20, item 4): share 0 is today's planner
+bit for bit, the proposal rows are the policy's closed-loop rollouts, a perfect policy's proposal
+makes the plan optimal, and bad input is refused."""
+
+import numpy as np
+import pytest
+import scipy.linalg
+
+from recede import CEM, Problem, QuadraticCost
+from recede.errors import InvalidArgumentError
+from recede.models.linear import LinearDynamics
+from recede.planners.base import policy_rollout
+from recede.planners.icem import ICEM
+from recede.planners.mppi import MPPI
+from recede.planners.registry import make_planner
+
+PLANNERS = {"cem": CEM, "icem": ICEM, "mppi": MPPI}
+SMALL = {"cem": dict(samples=24, iterations=3), "icem": dict(samples=24, iterations=3),
+         "mppi": dict(samples=24, iterations=3)}
+
+A = np.array([[1.0, 0.1], [0.0, 1.0]])
+B = np.array([[0.005], [0.1]])
+Q, R = np.diag([1.0, 0.1]), np.array([[0.01]])
+P = scipy.linalg.solve_discrete_are(A, B, Q, R)
+K = np.linalg.solve(R + B.T @ P @ B, B.T @ P @ A)  # u = -K x
+X0 = np.array([1.0, -0.5])
+
+
+def lq_problem(H=8, bound=50.0):
+    """Double integrator with the infinite-horizon Riccati matrix as terminal cost: the stationary
+    gain ``u = -K x`` is then optimal over any horizon, with cost ``x0'P x0 / 2``; the bounds are
+    wide enough never to bind along that trajectory from X0."""
+    dyn = LinearDynamics(A, B, action_low=[-bound], action_high=[bound])
+    return Problem(dyn, QuadraticCost(Q=Q, R=R, Qf=P), H)
+
+
+class Linear:
+    """A mock policy u = G x that counts its calls."""
+
+    def __init__(self, G):
+        self.G, self.calls = np.asarray(G, float), 0
+
+    def act_batch(self, X):
+        self.calls += 1
+        return np.asarray(X) @ self.G.T
+
+
+def same_plan(a, b):
+    np.testing.assert_array_equal(a.actions, b.actions)
+    np.testing.assert_array_equal(a.states, b.states)
+    assert a.cost == b.cost and a.iterations == b.iterations and a.status is b.status
+    fields = ("iteration", "cost", "sample_best", "sample_mean", "finite", "std", "ess")
+    np.testing.assert_array_equal([[getattr(t, f) for f in fields] for t in a.trace],
+                                  [[getattr(t, f) for f in fields] for t in b.trace])
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_share_zero_is_bit_identical_to_the_planner_without_a_policy(name):
+    problem = lq_problem()
+    warm = np.full((problem.horizon, 1), 0.3)
+    ref = PLANNERS[name](problem, **SMALL[name])
+    policy = Linear(-K)
+    with_policy = PLANNERS[name](problem, proposal=policy, proposal_share=0.0, **SMALL[name])
+    rng_a, rng_b = np.random.default_rng(7), np.random.default_rng(7)
+    for _ in range(2):  # two plans: the generator's state after the first must match too
+        a, b = ref.plan(X0, warm_start=warm, rng=rng_a), with_policy.plan(X0, warm_start=warm, rng=rng_b)
+        same_plan(a, b)
+        np.testing.assert_array_equal(ref._U, with_policy._U)
+    assert policy.calls == 0
+    assert rng_a.integers(1 << 62) == rng_b.integers(1 << 62)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+def test_proposal_rows_are_the_policys_closed_loop_rollouts(name):
+    problem = lq_problem()
+    H, samples, iters, share = problem.horizon, 20, 3, 0.25
+    policy = Linear(-K)
+    planner = PLANNERS[name](problem, proposal=policy, proposal_share=share, proposal_std=0.0,
+                             samples=samples, iterations=iters)
+    planner.plan(X0, rng=3)
+    # one batched rollout per plan: H calls of act_batch, whatever the iterations
+    assert policy.calls == H
+    # noise-free: every proposal row is the closed loop x_{t+1} = (A - B K) x_t, u_t = -K x_t
+    x, ref = X0.copy(), np.empty((H, 1))
+    for t in range(H):
+        ref[t] = -K @ x
+        x = A @ x + B @ ref[t]
+    n = planner.population(iters - 1)
+    k = int(round(share * n))
+    last = planner._U[:n]
+    np.testing.assert_allclose(last[n - k:], np.broadcast_to(ref, (k, H, 1)), rtol=1e-12, atol=1e-12)
+    assert not np.allclose(last[1:n - k], ref)  # the other rows are the planner's own samples
+
+
+def test_noisy_proposals_are_the_closed_loop_under_their_noise():
+    problem = lq_problem()
+    H = problem.horizon
+    planner = CEM(problem, proposal=Linear(-K), proposal_share=0.5, proposal_std=0.2, samples=10,
+                  iterations=2)
+    props = planner.proposals(X0, seed=11)
+    assert props.shape == (10, H, 1)  # 5 rows per iteration
+    noise = np.random.default_rng(11).standard_normal((10, H, 1)) * 0.2 * 50.0
+    noise[0] = 0.0
+    X = np.repeat(X0[None], 10, axis=0)
+    for t in range(H):  # a slow reference loop: the policy acts on the noisy trajectory's state
+        u = np.clip(X @ (-K).T + noise[:, t], -50.0, 50.0)
+        np.testing.assert_allclose(props[:, t], u, rtol=1e-12, atol=1e-12)
+        X = X @ A.T + u @ B.T
+    assert np.all(np.abs(props) <= 50.0)
+
+
+@pytest.mark.parametrize("name", ["cem", "icem"])
+def test_a_perfect_policy_as_proposal_makes_the_plan_optimal(name):
+    problem = lq_problem()
+    optimum = 0.5 * X0 @ P @ X0
+    lqr_cost = problem.evaluate(X0, policy_rollout(problem, Linear(-K), X0, 1))[0]
+    assert lqr_cost == pytest.approx(optimum, rel=1e-9)  # the oracle itself
+    planner = PLANNERS[name](problem, proposal=Linear(-K), proposal_share=0.1, **SMALL[name])
+    plan = planner.plan(X0, rng=0)
+    assert plan.cost <= lqr_cost and plan.cost == pytest.approx(optimum, rel=1e-9)
+    without = PLANNERS[name](problem, **SMALL[name]).plan(X0, rng=0)
+    assert without.cost > 1.01 * optimum  # this budget alone does not find it
+
+
+def test_share_one_keeps_the_nominal_row():
+    problem = lq_problem()
+    warm = np.full((problem.horizon, 1), 0.3)
+    for name in sorted(PLANNERS):
+        planner = PLANNERS[name](problem, proposal=Linear(-K), proposal_share=1.0, proposal_std=0.0,
+                                 samples=6, iterations=1)
+        plan = planner.plan(X0, warm_start=warm, rng=0)
+        assert planner._n_prop == (5,)
+        np.testing.assert_array_equal(planner._U[0], warm)  # row 0: the nominal, never replaced
+        assert plan.info["samples"] == 6
+
+
+def test_make_planner_passes_the_policy():
+    problem = lq_problem()
+    policy = Linear(-K)
+    planner = make_planner("mppi", problem, proposal_policy=policy, proposal_share=0.5, samples=8)
+    assert planner.proposal is policy
+    with pytest.raises(InvalidArgumentError, match="planner 'ilqr' takes no proposal policy"):
+        make_planner("ilqr", problem, proposal_policy=policy)
+
+
+@pytest.mark.parametrize("name", sorted(PLANNERS))
+@pytest.mark.parametrize("value", [-0.1, 1.5, float("nan"), "0.5", True])
+def test_share_outside_the_unit_interval_is_refused(name, value):
+    with pytest.raises(InvalidArgumentError, match=r"proposal_share must be in \[0, 1\], got"):
+        PLANNERS[name](lq_problem(), proposal=Linear(-K), proposal_share=value)
+
+
+def test_bad_proposal_input_is_refused():
+    problem = lq_problem()
+    with pytest.raises(InvalidArgumentError, match=r"proposal_share=0.2 needs a proposal policy"):
+        CEM(problem, proposal_share=0.2)
+    with pytest.raises(InvalidArgumentError, match=r"proposal must be a policy with act_batch"):
+        CEM(problem, proposal=lambda X: X, proposal_share=0.2)
+    with pytest.raises(InvalidArgumentError, match=r"proposal_std must be a finite number >= 0"):
+        CEM(problem, proposal=Linear(-K), proposal_share=0.2, proposal_std=-1.0)
+    wrong = CEM(problem, proposal=Linear(np.zeros((2, 2))), proposal_share=0.2, samples=10)
+    with pytest.raises(InvalidArgumentError,
+                       match=r"act_batch must return shape \(10, 1\) for states \(10, 2\), got \(10, 2\)"):
+        wrong.plan(X0, rng=0)
