@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from recede import CEM, Problem, QuadraticCost
+from recede import CEM, MCTS, Problem, QuadraticCost
 from recede.errors import InvalidArgumentError
+from recede.models.analytic import DoubleIntegrator
 from recede.models.linear import LinearDynamics
 from recede.planners.base import policy_rollout
 from recede.planners.icem import ICEM
@@ -162,3 +163,75 @@ def test_bad_proposal_input_is_refused():
     with pytest.raises(InvalidArgumentError,
                        match=r"act_batch must return shape \(10, 1\) for states \(10, 2\), got \(10, 2\)"):
         wrong.plan(X0, rng=0)
+
+
+# ------------------------------------------------------------------------------------- MCTS
+
+def test_mcts_centres_on_the_policys_rollout_as_on_that_warm_start():
+    """The policy's noise-free closed loop takes the warm start's place: the same search as MCTS
+    without a policy warm-started with that very sequence (the batched path, a linear model)."""
+    problem = lq_problem()
+    opts = dict(proposal="gaussian", rollout="warm_start", simulations=200,
+                batch=8)
+    policy = Linear(-K)
+    guided = MCTS(problem, proposal_policy=policy, **opts)
+    a = guided.plan(X0, rng=4)
+    assert policy.calls == problem.horizon
+    centre = policy_rollout(problem, Linear(-K), X0, 1)[0]
+    b = MCTS(problem, **opts).plan(X0, warm_start=centre, rng=4)
+    same_plan(a, b)
+    assert a.info == b.info
+    # the first widening draw at the root is the policy's first action itself; the default
+    # policy's first simulation is the policy's sequence, so the best return is at most its cost
+    tree = guided.tree()
+    first = np.flatnonzero(tree["live"] & (tree["parent"] == tree["root"]))[0]
+    np.testing.assert_array_equal(tree["action"][first], centre[0])
+    assert a.info["best_cost"] <= problem.evaluate(X0, centre[None])[0] * (1 + 1e-12)
+
+
+def test_mcts_puct_prior_follows_the_policy_level_by_level():
+    """All costs zero: PUCT's visits follow its prior. With a policy, the prior at level l is a
+    Gaussian around the policy's action at step l of its own closed loop (the fused path)."""
+    d = DoubleIntegrator(max_accel=2.0)
+    problem = Problem(d, QuadraticCost([0.0, 0.0], [0.0], [0.0, 0.0]), 3)
+    prims = np.array([-2.0, -1.0, 1.0, 2.0])
+
+    class Feedback:  # u = 1.2 - 4 v: a different action at every step of its closed loop
+        def act_batch(self, X):
+            return 1.2 - 4.0 * np.asarray(X)[:, 1:2]
+
+    sims = 6000
+    pl = MCTS(problem, actions=tuple(prims), selection="puct", proposal_std=0.5,
+              proposal_policy=Feedback(), simulations=sims)
+    pl.plan(np.zeros(2), rng=0)
+    # the oracle: the closed loop by hand, then the Gaussian weights (sigma = 0.5 * 2)
+    x, u = np.zeros(2), np.empty(3)
+    for t in range(3):
+        u[t] = 1.2 - 4.0 * x[1]
+        x = d.step(x[None], u[t:t + 1][None])[0]
+    w = np.exp(-0.5 * (prims[None] - u[:, None]) ** 2)
+    prior = w / w.sum(axis=1, keepdims=True)
+    assert np.ptp(u) > 0.5  # the levels' priors do differ
+    t = pl.tree()
+    root_kids = np.flatnonzero(t["live"] & (t["parent"] == t["root"]))
+    share = np.zeros(4)
+    share[t["primitive"][root_kids]] = t["visits"][root_kids] / sims
+    np.testing.assert_allclose(share, prior[0], atol=0.01)
+    top = root_kids[np.argmax(t["visits"][root_kids])]
+    kids = np.flatnonzero(t["live"] & (t["parent"] == top))
+    share = np.zeros(4)
+    share[t["primitive"][kids]] = t["visits"][kids] / t["visits"][kids].sum()
+    np.testing.assert_allclose(share, prior[1], atol=0.02)
+
+
+def test_mcts_refuses_a_policy_nothing_reads():
+    problem = lq_problem()
+    with pytest.raises(InvalidArgumentError, match=r"proposal_policy needs an option that reads it"):
+        MCTS(problem, proposal_policy=Linear(-K), proposal="uniform", rollout="random")
+    with pytest.raises(InvalidArgumentError, match=r"proposal_policy must be a policy with act_batch"):
+        MCTS(problem, proposal_policy=object(), proposal="gaussian")
+    unbounded = Problem(LinearDynamics(A, B), QuadraticCost(Q=Q, R=R), 3)
+    with pytest.raises(InvalidArgumentError, match=r"PUCT prior needs finite action bounds"):
+        MCTS(unbounded, proposal_policy=Linear(-K), actions=(-1.0, 1.0), selection="puct")
+    planner = make_planner("mcts", problem, proposal_policy=Linear(-K), proposal="gaussian")
+    assert isinstance(planner, MCTS) and planner.proposal_policy is not None
