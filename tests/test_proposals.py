@@ -235,3 +235,81 @@ def test_mcts_refuses_a_policy_nothing_reads():
         MCTS(unbounded, proposal_policy=Linear(-K), actions=(-1.0, 1.0), selection="puct")
     planner = make_planner("mcts", problem, proposal_policy=Linear(-K), proposal="gaussian")
     assert isinstance(planner, MCTS) and planner.proposal_policy is not None
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+def _cli(*argv):
+    import contextlib
+    import io
+
+    from recede.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module")
+def proposal_dir(tmp_path_factory):
+    """An untrained (random-weight) policy of pendulum-swingup, and one of its sizes saved as
+    another task's."""
+    from recede.envs import get_task
+    from recede.policies import GaussianPolicyNet, save_policy, task_sizes
+
+    task = get_task("pendulum-swingup")
+    _, nobs, nu = task_sizes(task)
+    d = task.dynamics()
+    root = tmp_path_factory.mktemp("proposal")
+    for name, as_task in (("own", task), ("other", "acrobot-swingup")):
+        net = GaussianPolicyNet(1, nobs, nu, np.array(d.action_low), np.array(d.action_high),
+                                hidden=(8,), seeds=[0])
+        save_policy(net, str(root / name), task=as_task, meta={"algo": "sac", "seed": 0})
+    return root
+
+
+def test_run_proposal_is_the_library_planner_with_that_policy(proposal_dir, tmp_path):
+    import json
+
+    from recede.envs import get_task
+    from recede.experiments import episode_spec, run_episode
+    from recede.policies import load_policy
+
+    task = get_task("pendulum-swingup")
+    out = tmp_path / "run.json"
+    code, stdout, stderr = _cli("run", task.name, "--planner", "cem", "--proposal", proposal_dir / "own",
+                                "--proposal-share", "0.25", "--samples", 16, "--iterations", 2,
+                                "--steps", 3, "--seed", 1, "--json", out, "--no-progress")
+    assert code == 0, stderr
+    record = json.loads(out.read_text())
+    assert record["options"]["proposal_share"] == 0.25 and record["proposal"] == str(proposal_dir / "own")
+    rows = dict(line.split(None, 1) for line in stdout.splitlines())
+    assert rows["proposal"] == f"{proposal_dir / 'own'} (share 0.25)"
+    spec = episode_spec(task, "cem", dict(samples=16, iterations=2, proposal_share=0.25), seed=1, steps=3)
+    ref = run_episode(spec, proposal_policy=load_policy(str(proposal_dir / "own"), task))
+    np.testing.assert_array_equal(record["log"]["actions"], ref.log.actions)
+    spec0 = episode_spec(task, "cem", dict(samples=16, iterations=2), seed=1, steps=3)
+    assert not np.array_equal(run_episode(spec0).log.actions, ref.log.actions)  # it mattered
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--planner", "cem", "--proposal", "{own}", "--proposal-share", "1.5"],
+     "argument --proposal-share: must be in [0, 1], got 1.5"),
+    (["--planner", "mppi", "--proposal", "{own}", "--proposal-share", "-0.1"],
+     "argument --proposal-share: must be in [0, 1], got -0.1"),
+    (["--planner", "cem", "--proposal-share", "0.2"], "argument --proposal-share: only with --proposal DIR"),
+    (["--planner", "ilqr", "--proposal", "{own}"],
+     "argument --proposal: planner 'ilqr' takes no proposal policy; these do: cem, icem, mppi, mcts"),
+    (["--planner", "cem", "--proposal", "{other}"],
+     "argument --proposal: policy '{other}' was trained on task 'acrobot-swingup', not 'pendulum-swingup'"),
+    (["--policy", "{own}", "--proposal", "{own}"],
+     "argument --policy: not allowed with --proposal: a policy acts on its own, without a planner or "
+     "a planning model"),
+])
+def test_run_proposal_bad_input(proposal_dir, argv, message):
+    fill = {"own": proposal_dir / "own", "other": proposal_dir / "other"}
+    code, stdout, stderr = _cli("run", "pendulum-swingup", *[a.format(**fill) for a in argv],
+                                "--steps", 2, "--no-progress")
+    assert code == 2 and stdout == ""
+    assert stderr == f"recede: error: {message.format(**fill)}\n"
