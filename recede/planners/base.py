@@ -179,7 +179,8 @@ class SamplingPlanner:
 
     Proposals (TD-MPC, LOOP): with a ``proposal`` policy and the config's ``proposal_share`` > 0,
     the last ``min(round(share * population), population - 1)`` rows of each iteration's batch
-    (noise rows; row 0, the nominal, always stays) are the policy's own closed-loop rollouts
+    (noise rows; row 0, the nominal, always stays; in iCEM a large share also covers the kept
+    elites and the mean, which come right after row 0) are the policy's own closed-loop rollouts
     through the problem's model from ``x0`` plus Gaussian action noise (std ``proposal_std``
     times the half-range; the very first proposal noise-free), clipped into the bounds. All of a
     plan's proposals come from one batched rollout at its start (:func:`policy_rollout`), seeded
