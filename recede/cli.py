@@ -1568,7 +1568,7 @@ def _write_train_outputs(out: str, task, algo: str, seeds, result, summary: dict
     return written
 
 
-def _policy_dir_hint(path: str) -> str:
+def _policy_dir_hint(path: str, flag: str = "--policy") -> str:
     """Where ``path`` is train-policy's output directory rather than one policy: which to pass."""
     try:
         inner = sorted(n for n in os.listdir(path) if n.startswith("seed_")
@@ -1578,7 +1578,7 @@ def _policy_dir_hint(path: str) -> str:
     if not inner:
         return ""
     return (f"; {path!r} is the output of 'recede train-policy': pass one of its policies, e.g. "
-            f"--policy {os.path.join(path, inner[0])}")
+            f"{flag} {os.path.join(path, inner[0])}")
 
 
 _PROPOSAL_SHARE = 0.1  # run --proposal's share of the samples when neither flag nor option sets it
@@ -1613,7 +1613,8 @@ def _proposal_policy(args, task, overrides: dict):
     try:
         policy = load_policy(args.proposal, task)
     except InvalidArgumentError as e:
-        raise _UsageError(f"argument --proposal: {e}{_policy_dir_hint(args.proposal)}") from None
+        hint = _policy_dir_hint(args.proposal, "--proposal")
+        raise _UsageError(f"argument --proposal: {e}{hint}") from None
     trained_on = policy_info(args.proposal).get("task")
     if trained_on != task.name:
         raise _UsageError(f"argument --proposal: policy {args.proposal!r} was trained on task "

@@ -262,7 +262,8 @@ def proposal_dir(tmp_path_factory):
     _, nobs, nu = task_sizes(task)
     d = task.dynamics()
     root = tmp_path_factory.mktemp("proposal")
-    for name, as_task in (("own", task), ("other", "acrobot-swingup")):
+    (root / "trained").mkdir()  # as train-policy's output holds seed_<s>/
+    for name, as_task in (("own", task), ("other", "acrobot-swingup"), ("trained/seed_0", task)):
         net = GaussianPolicyNet(1, nobs, nu, np.array(d.action_low), np.array(d.action_high),
                                 hidden=(8,), seeds=[0])
         save_policy(net, str(root / name), task=as_task, meta={"algo": "sac", "seed": 0})
@@ -303,12 +304,15 @@ def test_run_proposal_is_the_library_planner_with_that_policy(proposal_dir, tmp_
      "argument --proposal: planner 'ilqr' takes no proposal policy; these do: cem, icem, mppi, mcts"),
     (["--planner", "cem", "--proposal", "{other}"],
      "argument --proposal: policy '{other}' was trained on task 'acrobot-swingup', not 'pendulum-swingup'"),
+    (["--planner", "cem", "--proposal", "{root}"],
+     "argument --proposal: policy checkpoint '{root}' has no policy.json; '{root}' is the output of "
+     "'recede train-policy': pass one of its policies, e.g. --proposal {root}/seed_0"),
     (["--policy", "{own}", "--proposal", "{own}"],
      "argument --policy: not allowed with --proposal: a policy acts on its own, without a planner or "
      "a planning model"),
 ])
 def test_run_proposal_bad_input(proposal_dir, argv, message):
-    fill = {"own": proposal_dir / "own", "other": proposal_dir / "other"}
+    fill = {"own": proposal_dir / "own", "other": proposal_dir / "other", "root": proposal_dir / "trained"}
     code, stdout, stderr = _cli("run", "pendulum-swingup", *[a.format(**fill) for a in argv],
                                 "--steps", 2, "--no-progress")
     assert code == 2 and stdout == ""
