@@ -219,6 +219,15 @@ def build_parser() -> argparse.ArgumentParser:
                           "'recede pets') instead of the task's own model; act in the real env. "
                           "The planner's budget, the horizon and the model's propagation then "
                           "default to the learned-model defaults (shown in the summary)")
+    run.add_argument("--proposal", metavar="DIR", default=None,
+                     help="a trained policy of TASK (a checkpoint from 'recede train-policy', "
+                          "OUT/seed_<s>) whose closed-loop rollouts through the planning model, "
+                          "plus noise (option proposal_std), replace a share of the samples of "
+                          "cem, icem and mppi, at equal samples; mcts centres its widening and "
+                          "warm-start rollouts on it and takes its PUCT prior from it")
+    run.add_argument("--proposal-share", metavar="S", type=float, default=None,
+                     help=f"with --proposal: the share of each iteration's samples that are the "
+                          f"policy's, in [0, 1] (cem, icem, mppi; default {_PROPOSAL_SHARE})")
     run.add_argument("--model-option", action="append", default=[], metavar="NAME=VALUE",
                      help="with --model: how to plan on it: propagation (ts1, tsinf, expectation, "
                           "mean), particles, disagreement_weight, precision (auto, float32, "
@@ -454,6 +463,7 @@ def _cmd_run(args) -> int:
     if args.planner is None:
         args.planner = "cem"
     overrides = _overrides(args, _parse_options(args.option, "--option", False))
+    proposal = _proposal_policy(args, task, overrides)
     time_budget = _time_budget(args)
     learned = None
     if args.model:
@@ -504,7 +514,7 @@ def _cmd_run(args) -> int:
                 episode = run_episode(spec, model=model, value=value,
                                       render_mode="rgb_array" if video_out else None,
                                       camera=args.camera, on_step=lambda t, env: on_step(t, bar, env),
-                                      on_ready=clock.ready)
+                                      on_ready=clock.ready, proposal_policy=proposal)
             except Interrupted as e:  # Ctrl-C: summarise and write the steps completed
                 episode = e.partial
                 if episode.log.steps == 0:
@@ -515,7 +525,10 @@ def _cmd_run(args) -> int:
         summary = log.summary()
         if json_out:
             with open(json_out.tmp, "w", encoding="utf-8") as f:
-                json.dump(episode_record(episode), f, allow_nan=False)
+                record = episode_record(episode)
+                if proposal is not None:
+                    record["proposal"] = args.proposal
+                json.dump(record, f, allow_nan=False)
                 f.write("\n")
         if plot_out:
             from recede.plotting import plot_format, plot_run
@@ -539,6 +552,9 @@ def _cmd_run(args) -> int:
         ("horizon", f"{problem.horizon} steps"),
         *([("model", f"{args.model} ({model!r})")] if model is not None else []),
         *([("value", f"{args.value} ({value!r}) as the terminal cost")] if value is not None else []),
+        *([("proposal", args.proposal + (f" (share {spec.options['proposal_share']:g})"
+                                         if "proposal_share" in spec.options else ""))]
+          if proposal is not None else []),
         *([("precision", model.precision_note)] if getattr(model, "precision_note", "") else []),
         ("seed", str(args.seed)),
         ("steps", str(summary["steps"]) + (" (interrupted)" if log.interrupted else "")),
@@ -1563,7 +1579,7 @@ def _write_train_outputs(out: str, task, algo: str, seeds, result, summary: dict
     return written
 
 
-def _policy_dir_hint(path: str) -> str:
+def _policy_dir_hint(path: str, flag: str = "--policy") -> str:
     """Where ``path`` is train-policy's output directory rather than one policy: which to pass."""
     try:
         inner = sorted(n for n in os.listdir(path) if n.startswith("seed_")
@@ -1573,7 +1589,48 @@ def _policy_dir_hint(path: str) -> str:
     if not inner:
         return ""
     return (f"; {path!r} is the output of 'recede train-policy': pass one of its policies, e.g. "
-            f"--policy {os.path.join(path, inner[0])}")
+            f"{flag} {os.path.join(path, inner[0])}")
+
+
+_PROPOSAL_SHARE = 0.1  # run --proposal's share of the samples when neither flag nor option sets it
+
+
+def _proposal_policy(args, task, overrides: dict):
+    """``run --proposal DIR [--proposal-share S]``: the trained policy the planner draws proposals
+    from (None without --proposal). Puts the share into ``overrides`` (cem, icem, mppi: the flag,
+    else ``--option proposal_share``, else the default); refuses a share outside [0, 1], a planner
+    that takes no policy, and a policy of another task."""
+    from recede.errors import InvalidArgumentError
+    from recede.policies import load_policy, policy_info
+
+    if args.proposal is None:
+        if args.proposal_share is not None:
+            raise _UsageError("argument --proposal-share: only with --proposal DIR")
+        return None
+    if args.planner not in ("cem", "icem", "mppi", "mcts"):
+        raise _UsageError(f"argument --proposal: planner {args.planner!r} takes no proposal policy; "
+                          f"these do: cem, icem, mppi, mcts")
+    share = args.proposal_share
+    if share is not None and not 0.0 <= share <= 1.0:
+        raise _UsageError(f"argument --proposal-share: must be in [0, 1], got {share!r}")
+    if args.planner == "mcts":
+        if share is not None:
+            raise _UsageError("argument --proposal-share: not with mcts, which samples no share: it "
+                              "centres its search on the policy (options proposal, rollout, selection)")
+    elif share is not None:
+        overrides["proposal_share"] = share
+    else:
+        overrides.setdefault("proposal_share", _PROPOSAL_SHARE)
+    try:
+        policy = load_policy(args.proposal, task)
+    except InvalidArgumentError as e:
+        hint = _policy_dir_hint(args.proposal, "--proposal")
+        raise _UsageError(f"argument --proposal: {e}{hint}") from None
+    trained_on = policy_info(args.proposal).get("task")
+    if trained_on != task.name:
+        raise _UsageError(f"argument --proposal: policy {args.proposal!r} was trained on task "
+                          f"{trained_on!r}, not {task.name!r}")
+    return policy
 
 
 def _run_policy(args, task, steps: int) -> int:
@@ -1589,6 +1646,8 @@ def _run_policy(args, task, steps: int) -> int:
                      ("--model-option", bool(args.model_option)), ("--option", bool(args.option)),
                      ("--horizon", args.horizon is not None), ("--deadline-ms", args.deadline_ms is not None),
                      ("--replan-every", args.replan_every != 1),
+                     ("--proposal", args.proposal is not None),
+                     ("--proposal-share", args.proposal_share is not None),
                      *((flag, getattr(args, dest) is not None) for dest, flag in _OPTION_FLAGS.items())]
     clash = [flag for flag, given in planner_flags if given]
     if clash:

@@ -303,13 +303,14 @@ RUN = ["run", "double-integrator", "--planner"]
     (RUN + ["mppi", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
     (RUN + ["icem", "--beta", "-2"], "beta must be a finite number >= 0, got -2.0"),
     (RUN + ["cem", "--beta", "2"], "planner 'cem' has no option 'beta'; its options: samples, "
-                                   "iterations, elite_fraction, init_std, min_std, smoothing"),
+                                   "iterations, elite_fraction, init_std, min_std, smoothing, "
+                                   "proposal_share, proposal_std"),
     (RUN + ["icem", "--option", "execute"], "argument --option: expected NAME=VALUE, got 'execute'"),
     (RUN + ["icem", "--option", "execute=median"],
      "execute must be one of ['best', 'mean'], got 'median'"),
     (RUN + ["cem", "--option", "colour=2"], "planner 'cem' has no option 'colour'; its options: "
                                            "samples, iterations, elite_fraction, init_std, min_std, "
-                                           "smoothing"),
+                                           "smoothing, proposal_share, proposal_std"),
     (RUN + ["cem", "--deadline-ms", "0"], "argument --deadline-ms: must be a number > 0, got 0"),
     (["compare", "double-integrator", "--planners", "cem,nope"],
      f"unknown planner 'nope'; known planners: {KNOWN_PLANNERS}"),

@@ -184,7 +184,7 @@ class Episode:
 def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None,
                 camera: str | None = None, on_step: Callable[[int, Any], None] | None = None,
                 warm_up: bool = True, on_ready: Callable[[], None] | None = None,
-                value: Callable[[np.ndarray], np.ndarray] | None = None) -> Episode:
+                value: Callable[[np.ndarray], np.ndarray] | None = None, proposal_policy=None) -> Episode:
     """Run ``spec``: MPC with its planner on the task's model (or on ``model``, a learned
     dynamics model, acting in the real env), judged by the task. ``value``: a numpy cost-to-go
     ``V(X: (B, nx)) -> (B,)`` (e.g. ``recede.policies.load_value``) as the problem's terminal
@@ -194,7 +194,8 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
     one step of the env with that plan's first action (the env is reset with the episode's seed
     afterwards), so the planner's and the env's kernels are compiled or loaded before the clock
     starts. ``on_ready()`` runs after the warm-up, just before the first step (a progress bar
-    starts its clock there).
+    starts its clock there). ``proposal_policy``: a policy for the planner's proposals (see
+    :func:`~recede.planners.registry.make_planner`; its share is the option ``proposal_share``).
 
     Ctrl-C once the loop runs raises :class:`~recede.errors.Interrupted` whose ``partial`` is the
     Episode of the steps completed (``log.interrupted`` set, not judged); before it (while
@@ -208,7 +209,7 @@ def run_episode(spec: EpisodeSpec, *, model=None, render_mode: str | None = None
             problem = Problem(problem.dynamics, ValueTerminalCost(problem.cost, value, nx=problem.nx),
                               problem.horizon, action_low=problem.action_low,
                               action_high=problem.action_high)
-        planner = make_planner(spec.planner, problem, **spec.options)
+        planner = make_planner(spec.planner, problem, proposal_policy=proposal_policy, **spec.options)
         recorder = PlanRecorder(MPC(planner, replan_every=spec.replan_every, rng=spec.seed,
                                     time_budget=spec.time_budget))
         if warm_up:

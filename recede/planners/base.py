@@ -120,6 +120,59 @@ def check_fraction(name: str, value, *, low_open=True, high_open=False) -> None:
         raise InvalidArgumentError(f"{name} must be in {interval}, got {value!r}")
 
 
+def check_proposal_options(share, std) -> None:
+    """The proposal options of the sampling planners: ``proposal_share`` in [0, 1] and
+    ``proposal_std`` a finite number >= 0."""
+    if isinstance(share, bool) or not isinstance(share, (int, float, np.integer, np.floating)):
+        raise InvalidArgumentError(f"proposal_share must be in [0, 1], got {share!r}")
+    check_fraction("proposal_share", share, low_open=False)
+    check_number("proposal_std", std)
+
+
+def check_proposal(policy, name: str = "proposal"):
+    """``policy`` as a proposal policy: None, or an object with ``act_batch(X: (B, nx)) -> (B, nu)``
+    (duck-typed: planners do not import the controllers' ``Policy``)."""
+    if policy is not None and not callable(getattr(policy, "act_batch", None)):
+        raise InvalidArgumentError(
+            f"{name} must be a policy with act_batch(X: (B, nx)) -> (B, nu), got {policy!r}")
+    return policy
+
+
+def policy_rollout(problem: Problem, policy, x0: np.ndarray, n: int,
+                   noise: np.ndarray | None = None) -> np.ndarray:
+    """``n`` closed-loop action sequences ``(n, H, nu)`` of ``policy`` through the problem's model
+    from ``x0``: ``u_t = clip(policy.act_batch(x_t) + noise[:, t])``, ``x_{t+1} = step(x_t, u_t)``,
+    one batched ``act_batch`` and ``step`` per time step. NaN actions become the bounds' middle;
+    everything is clipped into the bounds. ``noise``: ``(n, H, nu)`` in action units, or None.
+
+    Numba runs on one thread meanwhile: an analytic model's parallel ``step`` kernel, called
+    ``H`` times on a few rows between the policy's calls, cost 10 ms a call waking its thread
+    pool on a busy machine here, 15 us on one thread."""
+    with kernel_threads(problem.dynamics, serial=True):
+        return _policy_rollout(problem, policy, x0, n, noise)
+
+
+def _policy_rollout(problem, policy, x0, n, noise):
+    low, high = problem.action_low, problem.action_high
+    H, nu = problem.horizon, problem.nu
+    mid = 0.5 * (low + high)
+    X = np.repeat(np.asarray(x0, dtype=np.float64)[None], n, axis=0)
+    U = np.empty((n, H, nu))
+    for t in range(H):
+        u = np.asarray(policy.act_batch(X), dtype=np.float64)
+        if u.shape != (n, nu):
+            raise InvalidArgumentError(
+                f"proposal policy's act_batch must return shape ({n}, {nu}) for states ({n}, "
+                f"{problem.nx}), got {u.shape}")
+        if noise is not None:
+            u = u + noise[:, t]
+        u = np.clip(np.where(np.isnan(u), mid, u), low, high)
+        U[:, t] = u
+        if t + 1 < H:
+            X = np.asarray(problem.dynamics.step(X, u), dtype=np.float64)
+    return U
+
+
 class SamplingPlanner:
     """The loop shared by the sampling planners: sample, evaluate, update, keep the best.
 
@@ -132,9 +185,20 @@ class SamplingPlanner:
     Anytime: ``plan(..., deadline=t)`` with ``t`` a ``time.perf_counter()`` instant stops before
     an iteration that would end after ``t`` (judged by the last iteration's duration) and returns
     the plan found so far with ``Status.DEADLINE``. The first iteration always runs.
+
+    Proposals (TD-MPC, LOOP): with a ``proposal`` policy and the config's ``proposal_share`` > 0,
+    the last ``min(round(share * population), population - 1)`` rows of each iteration's batch
+    (noise rows; row 0, the nominal, always stays; in iCEM a large share also covers the kept
+    elites and the mean, which come right after row 0) are the policy's own closed-loop rollouts
+    through the problem's model from ``x0`` plus Gaussian action noise (std ``proposal_std``
+    times the half-range; the very first proposal noise-free), clipped into the bounds. All of a
+    plan's proposals come from one batched rollout at its start (:func:`policy_rollout`), seeded
+    by one draw from ``rng`` made only when proposals are on: with share 0 the random stream,
+    and so the plan, is exactly that of the planner without proposals. The population, and so
+    the samples per plan, is unchanged: the proposals replace samples, they are not added.
     """
 
-    def __init__(self, problem: Problem, config):
+    def __init__(self, problem: Problem, config, proposal=None):
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
         self.problem, self.config = problem, config
@@ -149,6 +213,14 @@ class SamplingPlanner:
         self._mid = 0.5 * (self._low + self._high)
         self._half = 0.5 * (self._high - self._low)
         self._U = np.empty((max(self.population(i) for i in range(config.iterations)), H, nu))
+        self.proposal = check_proposal(proposal)
+        share = getattr(config, "proposal_share", 0.0)
+        if share > 0 and proposal is None:
+            raise InvalidArgumentError(
+                f"proposal_share={share!r} needs a proposal policy (proposal=...), got none")
+        # proposal rows per iteration (the last rows of its batch; row 0 always stays)
+        self._n_prop = tuple(min(int(round(share * self.population(i))), self.population(i) - 1)
+                             if proposal is not None else 0 for i in range(config.iterations))
 
     # Subclasses: population(i) -> rows of iteration i; begin(nominal, warm) -> None;
     # center(best) -> row 0; sample(i, seed, U) fills U[1:]; update(U, costs) -> std for the
@@ -181,6 +253,9 @@ class SamplingPlanner:
         self.begin(nominal, warm_start is not None)
         best, best_cost, trace = nominal, math.inf, []
         status, last, evaluated = Status.MAX_ITERATIONS, 0.0, 0
+        proposals, used = None, 0
+        if sum(self._n_prop):  # only then: with share 0 the rng stream is today's
+            proposals = self.proposals(x0, int(rng.integers(0, 2**63 - 1)))
         for i in range(self.config.iterations):
             started = time.perf_counter()
             if i and deadline is not None and started + last > deadline:
@@ -189,6 +264,10 @@ class SamplingPlanner:
             U = self._U[: self.population(i)]
             U[0] = self.center(best)
             self.sample(i, int(rng.integers(0, 2**63 - 1)), U)
+            k = self._n_prop[i]
+            if k:
+                U[U.shape[0] - k:] = proposals[used:used + k]
+                used += k
             costs = p.costs(x0, U)
             evaluated += U.shape[0]
             b = int(np.argmin(costs))
@@ -210,6 +289,16 @@ class SamplingPlanner:
             status = Status.DIVERGED
         return Plan(actions=actions, states=states, cost=cost, iterations=len(trace),
                     status=status, trace=tuple(trace), info={"samples": evaluated})
+
+    def proposals(self, x0: np.ndarray, seed: int) -> np.ndarray:
+        """Every proposal row of one plan, ``(sum of the iterations' shares, H, nu)``, in the order
+        the iterations take them: the policy's closed-loop rollouts from ``x0`` with Gaussian
+        action noise of std ``proposal_std`` times the half-range (row 0 noise-free), one batch."""
+        p, n = self.problem, sum(self._n_prop)
+        noise = np.random.default_rng(seed).standard_normal((n, p.horizon, p.nu))
+        noise *= self.config.proposal_std * self._half
+        noise[0] = 0.0
+        return policy_rollout(p, self.proposal, x0, n, noise)
 
     def begin(self, nominal: np.ndarray, warm: bool) -> None:
         pass

@@ -8,7 +8,8 @@ import numpy as np
 
 from recede.planners._kernels import elite_refit, sample_gaussian
 from recede.planners.base import (
-    SamplingPlanner, check_fraction, check_positive_int, check_std_range, resolve_config,
+    SamplingPlanner, check_fraction, check_positive_int, check_proposal_options, check_std_range,
+    resolve_config,
 )
 from recede.problem import Problem
 
@@ -21,6 +22,10 @@ class CEMConfig:
     elite_fraction: share of samples refit to, in (0, 1]; at least one elite.
     init_std, min_std: sampling std as a fraction of the half-range of the action bounds.
     smoothing: in [0, 1): new = smoothing * old + (1 - smoothing) * elite statistic.
+    proposal_share: in [0, 1], the share of each iteration's samples that are the ``proposal``
+        policy's own rollouts plus noise (0: none, exactly the planner without a policy; row 0
+        always stays the nominal); proposal_std: their action noise as a fraction of the
+        half-range of the action bounds (the first proposal is noise-free).
     """
 
     samples: int = 500
@@ -29,6 +34,8 @@ class CEMConfig:
     init_std: float = 0.5
     min_std: float = 0.02
     smoothing: float = 0.1
+    proposal_share: float = 0.0
+    proposal_std: float = 0.1
 
     def __post_init__(self):
         check_positive_int("samples", self.samples)
@@ -36,6 +43,7 @@ class CEMConfig:
         check_fraction("elite_fraction", self.elite_fraction)
         check_fraction("smoothing", self.smoothing, low_open=False, high_open=True)
         check_std_range(self.init_std, self.min_std)
+        check_proposal_options(self.proposal_share, self.proposal_std)
 
     @property
     def n_elite(self) -> int:
@@ -45,9 +53,10 @@ class CEMConfig:
 class CEM(SamplingPlanner):
     """CEM with the mean warm-started from the (shifted) previous plan. ``CEM(problem, samples=1000)``."""
 
-    def __init__(self, problem: Problem, config: CEMConfig | None = None, **options):
+    def __init__(self, problem: Problem, config: CEMConfig | None = None, *, proposal=None,
+                 **options):
         config = resolve_config(CEMConfig, config, options)
-        super().__init__(problem, config)
+        super().__init__(problem, config, proposal)
         H = problem.horizon
         self._min_std = np.tile(config.min_std * self._half, (H, 1))
         self._mean = np.empty((H, problem.nu))

@@ -24,8 +24,8 @@ import numpy as np
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import elite_refit, fill_normal
 from recede.planners.base import (
-    SamplingPlanner, as_enum, check_fraction, check_number, check_positive_int, check_std_range,
-    resolve_config, shift_actions,
+    SamplingPlanner, as_enum, check_fraction, check_number, check_positive_int,
+    check_proposal_options, check_std_range, resolve_config, shift_actions,
 )
 from recede.problem import Problem
 
@@ -97,6 +97,10 @@ class ICEMConfig:
     smoothing: momentum in [0, 1): new = smoothing * old + (1 - smoothing) * elite statistic.
     add_mean: evaluate the mean in the last iteration.
     execute: "best" (the best sequence evaluated) or "mean" (the final mean).
+    proposal_share: in [0, 1], the share of each iteration's samples that are the ``proposal``
+        policy's own rollouts plus noise (0: none, exactly the planner without a policy; row 0
+        always stays the nominal); proposal_std: their action noise as a fraction of the
+        half-range of the action bounds (the first proposal is noise-free).
     """
 
     samples: int = 300
@@ -110,6 +114,8 @@ class ICEMConfig:
     smoothing: float = 0.1
     add_mean: bool = True
     execute: str = "best"
+    proposal_share: float = 0.0
+    proposal_std: float = 0.1
 
     def __post_init__(self):
         check_positive_int("samples", self.samples)
@@ -123,6 +129,7 @@ class ICEMConfig:
         if not isinstance(self.add_mean, bool):
             raise InvalidArgumentError(f"add_mean must be True or False, got {self.add_mean!r}")
         as_enum(Execute, "execute", self.execute)
+        check_proposal_options(self.proposal_share, self.proposal_std)
         if self.samples < 2:
             raise InvalidArgumentError(f"samples must be >= 2 for iCEM, got {self.samples}")
 
@@ -142,9 +149,10 @@ class ICEMConfig:
 class ICEM(SamplingPlanner):
     """iCEM: CEM with coloured noise, population decay and kept elites. ``ICEM(problem, beta=2.5)``."""
 
-    def __init__(self, problem: Problem, config: ICEMConfig | None = None, **options):
+    def __init__(self, problem: Problem, config: ICEMConfig | None = None, *, proposal=None,
+                 **options):
         config = resolve_config(ICEMConfig, config, options)
-        super().__init__(problem, config)
+        super().__init__(problem, config, proposal)
         H, nu = problem.horizon, problem.nu
         self._execute = Execute(config.execute)
         self._min_std = np.tile(config.min_std * self._half, (H, 1))

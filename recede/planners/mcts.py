@@ -56,6 +56,20 @@ Two paths, one tree
   ``discount`` must be 1). With ``batch=1`` the batched path takes the same decisions as the
   fused one (tests check it).
 
+A policy as guide
+-----------------
+``MCTS(problem, proposal_policy=pi, ...)`` with any policy (``act_batch(X: (B, nx)) -> (B, nu)``):
+each plan first rolls ``pi`` out in closed loop from ``x0`` through the problem's model, noise-free
+(one ``act_batch`` and one ``step`` per step), and that action sequence takes the warm start's
+place as the centre of the Gaussian widening proposals (``proposal="gaussian"``, its first draw
+the policy's action itself) and as the default policy's sequence (``rollout="warm_start"``). With
+discrete primitives and PUCT it is also the prior: at level ``l``, ``P[l, a] ∝ exp(-|prim_a -
+u_t|^2 / 2 sigma^2)`` per dimension, ``u_t`` the policy's action at the level's first step and
+``sigma = proposal_std`` times the half-range, instead of the config's ``prior``. The policy is
+queried along its own predicted trajectory, open loop inside the tree: a node off that trajectory
+gets the policy's action for the trajectory's state at that step, not for its own state. A policy
+given without an option that reads it is refused.
+
 Between plans
 -------------
 The action taken is the root child with the most visits (ties: lower value); the plan follows
@@ -93,8 +107,10 @@ from recede.planners.base import (
     check_fraction,
     check_number,
     check_positive_int,
+    check_proposal,
     initial_actions,
     kernel_threads,
+    policy_rollout,
     resolve_config,
 )
 from recede.problem import Plan, Problem, Status, needs_sensors
@@ -141,7 +157,8 @@ class MCTSConfig:
     prior: PUCT's prior over the primitives (A positive numbers, normalised here); uniform if
     not given. repeat: control steps each tree edge holds its action. widening_k, widening_alpha:
     a node with N visits has at most ``ceil(k N^alpha)`` children (k > 0, alpha in (0, 1)).
-    proposal: "uniform" or "gaussian" (std ``proposal_std`` times the half-range of the bounds).
+    proposal: "uniform" or "gaussian" (std ``proposal_std`` times the half-range of the bounds;
+    that is also the width of a ``proposal_policy``'s PUCT prior, see the module docstring).
     rollout: "random" or "warm_start"; rollout_std: Gaussian noise added to the warm start's
     actions in its rollouts (times the half-range of the bounds, >= 0; clipped). batch: leaves
     evaluated per batched rollout (batched path).
@@ -426,7 +443,8 @@ def _score(visits, vloss, vsum, hot, ch, puct, c_term, p, vmin, inv_range, worst
 @numba.njit(cache=True, error_model="numpy", _nrt=False)
 def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, path, u):
     """One descent from the root, adding a virtual loss to each node on it and writing the
-    path's actions into ``path[t]`` for the steps it covers. Returns ``(leaf, level, new)``;
+    path's actions into ``path[t]`` for the steps it covers. ``prior: (L, A)``, PUCT's prior
+    over the primitives of a node at each level. Returns ``(leaf, level, new)``;
     ``leaf = -1`` (and no virtual loss left behind) when the pool is full."""
     par, first, nxt, nch = T.parent, T.first_child, T.next_block, T.children
     visits, vloss, vsum, hot = T.visits, T.virtual_loss, T.value_sum, T.value_isq
@@ -456,12 +474,12 @@ def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, pat
                     b = first[node]
                     for a in range(A):
                         if b >= 0 and live[b + a]:
-                            s = _score(visits, vloss, vsum, hot, b + a, True, c_term, prior[a], vmin,
-                                       inv_range, worst)
+                            s = _score(visits, vloss, vsum, hot, b + a, True, c_term,
+                                       prior[level, a], vmin, inv_range, worst)
                             if s > best:
                                 best, choice, prim = s, b + a, -1
                         else:
-                            s = fpu + c_term * prior[a]
+                            s = fpu + c_term * prior[level, a]
                             if s > best:
                                 best, choice, prim = s, -1, a
                     add = prim >= 0
@@ -482,8 +500,8 @@ def _select(T, meta, stats, ip, fp, prims, prior, low, high, prop_std, warm, pat
                 b = first[node]
                 best, choice = -np.inf, b  # all -inf (diverged): the first
                 for a in range(A):
-                    s = _score(visits, vloss, vsum, hot, b + a, puct, c_term, prior[a], vmin,
-                               inv_range, worst)
+                    s = _score(visits, vloss, vsum, hot, b + a, puct, c_term, prior[level, a],
+                               vmin, inv_range, worst)
                     if s > best:
                         best, choice = s, b + a
         elif k < 1 or k < pw_k * n_node ** pw_alpha:
@@ -825,7 +843,8 @@ class MCTS:
     path), ``best_cost`` (the best simulation's discounted return), ``fused`` and ``stop``.
     """
 
-    def __init__(self, problem: Problem, config: MCTSConfig | None = None, **options):
+    def __init__(self, problem: Problem, config: MCTSConfig | None = None, *,
+                 proposal_policy=None, **options):
         if not isinstance(problem, Problem):
             raise InvalidArgumentError(f"problem must be a recede.Problem, got {type(problem).__name__}")
         config = resolve_config(MCTSConfig, config, options)
@@ -864,8 +883,24 @@ class MCTS:
                     f"action_high={self._high}")
             prims, prior = np.zeros((0, nu)), np.zeros(0)
         self.primitives = np.ascontiguousarray(prims)  # (A, nu); (0, nu) for continuous actions
-        self._prior = np.ascontiguousarray(prior)
+        L = -(-H // c.repeat)
+        self._prior = np.ascontiguousarray(np.tile(prior, (L, 1)))  # (L, A): the same at every level
         half = 0.5 * (self._high - self._low)
+        self.proposal_policy = check_proposal(proposal_policy, "proposal_policy")
+        if proposal_policy is not None:
+            puct_prior = c.discrete and c.selection is Selection.PUCT
+            if not (puct_prior or c.rollout is RolloutPolicy.WARM_START
+                    or (not c.discrete and c.proposal is Proposal.GAUSSIAN)):
+                raise InvalidArgumentError(
+                    "proposal_policy needs an option that reads it: selection='puct' with discrete "
+                    "actions (its prior), proposal='gaussian' (widening around it) or "
+                    "rollout='warm_start' (its actions as the default policy); got selection="
+                    f"{c.selection.value!r}, proposal={c.proposal.value!r}, rollout={c.rollout.value!r}")
+            if puct_prior and not np.all(np.isfinite(half)):
+                raise InvalidArgumentError(
+                    f"proposal_policy's PUCT prior needs finite action bounds, got "
+                    f"action_low={self._low}, action_high={self._high}")
+        self._prior_std = c.proposal_std * half  # (nu,): the policy prior's width
         if c.rollout_std > 0 and not np.all(np.isfinite(half)):
             raise InvalidArgumentError(
                 f"rollout_std needs finite action bounds, got action_low={self._low}, "
@@ -960,6 +995,11 @@ class MCTS:
         rng = as_generator(rng)
         H, nu, nx = p.horizon, p.nu, p.nx
         warm = np.ascontiguousarray(initial_actions(warm_start, self._low, self._high, H))
+        prior = self._prior
+        if self.proposal_policy is not None:  # the policy's own trajectory replaces the warm start
+            warm = np.ascontiguousarray(policy_rollout(p, self.proposal_policy, x0, 1)[0])
+            if c.discrete and c.selection is Selection.PUCT:
+                prior = self.policy_prior(warm)
         if self._pending is not None:
             self.reroot(self._pending, x0)
         reused = 0
@@ -981,7 +1021,7 @@ class MCTS:
         _seed(int(rng.integers(0, 2**31 - 1)))
         best = warm.copy()
         best_cost = np.array([np.inf])
-        args = (T, self._meta, self._stats, self._ip, self._fp, self.primitives, self._prior,
+        args = (T, self._meta, self._stats, self._ip, self._fp, self.primitives, prior,
                 self._low, self._high, self._prop_std, warm)
         with kernel_threads(p.dynamics, serial=self.fused):
             done, stop = self._search(args, x0, best, best_cost, deadline)
@@ -999,6 +1039,17 @@ class MCTS:
                     info={"simulations": done, "samples": done, "nodes": int(self._meta[0]), "reused": reused,
                           "root_visits": int(T.visits[self._meta[1]]), "depth": depth,
                           "best_cost": float(best_cost[0]), "fused": self.fused, "stop": stop})
+
+    def policy_prior(self, actions: np.ndarray) -> np.ndarray:
+        """PUCT's prior ``(L, A)`` from a policy's actions ``(H, nu)``: at level ``l``,
+        ``P[l, a] ∝ exp(-sum_i (prim_ai - u_ti)^2 / (2 sigma_i^2))`` with ``u_t`` the action at
+        the level's first step ``t = l * repeat`` and ``sigma = proposal_std * half-range``."""
+        u = actions[:: self.config.repeat]  # (L, nu)
+        std = np.where(self._prior_std > 0, self._prior_std, np.inf)  # a zero-width bound: no say
+        d = (self.primitives[None, :, :] - u[:, None, :]) / std
+        logits = -0.5 * np.sum(d * d, axis=2)
+        w = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return np.ascontiguousarray(w / w.sum(axis=1, keepdims=True))
 
     def _search(self, args, x0, best, best_cost, deadline):
         c = self.config

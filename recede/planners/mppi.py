@@ -20,7 +20,8 @@ import numpy as np
 from recede.errors import InvalidArgumentError
 from recede.planners._kernels import mppi_weights, sample_gaussian, weighted_mean
 from recede.planners.base import (
-    SamplingPlanner, check_fraction, check_number, check_positive_int, resolve_config,
+    SamplingPlanner, check_fraction, check_number, check_positive_int, check_proposal_options,
+    resolve_config,
 )
 from recede.planners.icem import colored_noise
 from recede.problem import Problem
@@ -48,6 +49,10 @@ class MPPIConfig:
         2 smooth, for swing-ups); the covariance holds per time step either way.
     filter_window: odd window of a Savitzky-Golay filter over time applied to the update,
         0 for none; filter_order: its polynomial order (< filter_window).
+    proposal_share: in [0, 1], the share of each iteration's samples that are the ``proposal``
+        policy's own rollouts plus noise (0: none, exactly the planner without a policy; row 0
+        always stays the nominal); proposal_std: their action noise as a fraction of the
+        half-range of the action bounds (the first proposal is noise-free).
     """
 
     samples: int = 500
@@ -62,6 +67,8 @@ class MPPIConfig:
     smoothing: float = 0.0
     filter_window: int = 0
     filter_order: int = 2
+    proposal_share: float = 0.0
+    proposal_std: float = 0.1
 
     def __post_init__(self):
         check_positive_int("samples", self.samples)
@@ -80,6 +87,7 @@ class MPPIConfig:
         check_number("beta", self.beta)
         check_positive_int("filter_window", self.filter_window, minimum=0)
         check_positive_int("filter_order", self.filter_order, minimum=0)
+        check_proposal_options(self.proposal_share, self.proposal_std)
         if self.filter_window and (self.filter_window % 2 == 0 or self.filter_window <= self.filter_order):
             raise InvalidArgumentError(
                 f"filter_window must be 0 or odd and > filter_order={self.filter_order}, "
@@ -97,9 +105,10 @@ class MPPIConfig:
 class MPPI(SamplingPlanner):
     """MPPI: path-integral averaging of noisy action sequences. ``MPPI(problem, temperature=0.1)``."""
 
-    def __init__(self, problem: Problem, config: MPPIConfig | None = None, **options):
+    def __init__(self, problem: Problem, config: MPPIConfig | None = None, *, proposal=None,
+                 **options):
         config = resolve_config(MPPIConfig, config, options)
-        super().__init__(problem, config)
+        super().__init__(problem, config, proposal)
         H, nu = problem.horizon, problem.nu
         if config.covariance is not None:
             cov = np.asarray(config.covariance, dtype=np.float64)

@@ -53,6 +53,17 @@ def planner_config(name: str, **options):
     return config(**options)
 
 
-def make_planner(name: str, problem: Problem, **options):
-    """Build planner ``name`` on ``problem``; options not of this planner raise, naming them."""
-    return planner_class(name)[0](problem, planner_config(name, **options))
+def make_planner(name: str, problem: Problem, *, proposal_policy=None, **options):
+    """Build planner ``name`` on ``problem``; options not of this planner raise, naming them.
+    ``proposal_policy``: a policy (``act_batch(X) -> U``) whose rollouts the sampling planners
+    mix into their samples (option ``proposal_share``) and MCTS centres its search on."""
+    cls = planner_class(name)[0]
+    config = planner_config(name, **options)
+    if proposal_policy is None:
+        return cls(problem, config)
+    if cls in (CEM, ICEM, MPPI):
+        return cls(problem, config, proposal=proposal_policy)
+    if cls is MCTS:
+        return cls(problem, config, proposal_policy=proposal_policy)
+    raise InvalidArgumentError(
+        f"planner {name!r} takes no proposal policy; these do: cem, icem, mppi, mcts")
