@@ -61,6 +61,9 @@ def cmd_fit(args) -> None:
                                options=options_arg(args.option),
                                spread=None if args.spread is None else [float(v) for v in args.spread.split(",")])
         episodes += new
+        np.savez(args.out + ".episodes.npz", **{f"X{i}": e.X for i, e in enumerate(episodes)},
+                 **{f"c{i}": e.c for i, e in enumerate(episodes)},
+                 terminated=np.array([e.terminated for e in episodes]))
         fit = fit_value(episodes, config=cfg, seed=0, task=task)
         value = fit.value
         returns = [-float(e.c.sum()) for e in new]
@@ -116,7 +119,7 @@ def main() -> None:
     f.add_argument("--episodes", type=int, default=10)
     f.add_argument("--polo-rounds", type=int, default=1)
     f.add_argument("--noise", type=float, default=0.0)
-    f.add_argument("--members", type=int, default=5)
+    f.add_argument("--members", type=int, default=3)
     f.add_argument("--n-step", type=int, default=None)
     f.add_argument("--discount", type=float, default=1.0)
     f.add_argument("--option", action="append")

@@ -2364,7 +2364,7 @@ def _add_value_command(sub) -> None:
                     help="collect-and-fit rounds; later ones plan with the last value (default: 1)")
     fv.add_argument("--value-horizon", type=_positive_int, default=None,
                     help="the horizon of the later rounds' planner (default: a third of --horizon)")
-    fv.add_argument("--members", type=_positive_int, default=5, help="value networks (default: 5)")
+    fv.add_argument("--members", type=_positive_int, default=3, help="value networks (default: 3)")
     fv.add_argument("--n-step", type=_positive_int, default=None,
                     help="steps summed before bootstrapping from the last fit (default: to the "
                          "episode's end)")

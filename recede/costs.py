@@ -350,6 +350,11 @@ class ValueTerminalCost:
                 f"value expects states of size {own_nx}, but the cost's states have size {cost_nx}")
         self.base, self.value, self.scale = cost, value, float(scale)
         self.keep_terminal = bool(keep_terminal)
+        # a quadratic running cost keeps its Numba kernel: the same cost with Qf = 0
+        self._running = None
+        if type(cost) is QuadraticCost and not keep_terminal:
+            self._running = QuadraticCost(cost.Q, cost.R, np.zeros((cost.nx, cost.nx)), x_goal=cost.x_goal,
+                                          u_goal=cost.u_goal, angle_dims=cost.angle_dims)
         self.nx = None if want is None else int(want)
         self.needs_sensors = bool(getattr(cost, "needs_sensors", False))
 
@@ -399,7 +404,8 @@ class ValueTerminalCost:
         X = np.asarray(X, dtype=np.float64)
         if self.keep_terminal:
             return self._total_base(X, U, S) + self._masked_values(X, U, S)
-        return self._base_stage(X, U, S)[:, :-1].sum(axis=1) + self._masked_values(X, U, S)
+        running = self._running(X, U) if self._running is not None else self._base_stage(X, U, S)[:, :-1].sum(axis=1)
+        return running + self._masked_values(X, U, S)
 
     def stage(self, x: np.ndarray, u: np.ndarray) -> float:
         return float(self.base.stage(x, u))
