@@ -58,6 +58,9 @@ class NetworkPolicy:
         self.nu = net.nu
         self.device = next(net.parameters()).device
         self._rng = np.random.default_rng(0)
+        # act()'s numpy copy of the member (see _act_numpy), refreshed when a weight changes in
+        # place (an optimiser step, a load: torch bumps the tensor's version)
+        self._np, self._np_version, self._np_tensors = None, None, []
 
     def __repr__(self) -> str:
         name = getattr(self.task, "name", self.task)
@@ -93,11 +96,65 @@ class NetworkPolicy:
         x = np.asarray(x, dtype=np.float64)
         if x.ndim != 1:
             raise InvalidArgumentError(f"x must be one state (nx,), got shape {x.shape}")
+        if self._numpy_ok():
+            return self._act_numpy(np.asarray(self.observe(x[None]), dtype=np.float32)[0])
         return self.act_batch(x[None])[0]
+
+    # One state in closed-loop control: the member's mean action in numpy float32, the same
+    # arithmetic as the torch forward (so equal up to the GEMMs' rounding), without torch's
+    # per-call dispatch, which is most of the time of a small network's single action.
+    _ACTS = {"relu": lambda h: np.maximum(h, 0.0, out=h), "tanh": np.tanh,
+             "silu": lambda h: h / (1.0 + np.exp(-h)),
+             "elu": lambda h: np.where(h > 0, h, np.expm1(np.minimum(h, 0.0)))}
+
+    def _numpy_ok(self) -> bool:
+        if not self.deterministic or self.device.type != "cpu" or self.net.kind not in _NUMPY_KINDS:
+            return False
+        if self._np is None:
+            self._np_tensors = list(self.net.parameters()) + list(self.net.buffers())
+        version = tuple(t._version for t in self._np_tensors)
+        if self._np is None or self._np_version != version:
+            self._np, self._np_version = self._numpy_params(), version
+        return True
+
+    def _numpy_params(self):
+        net, m = self.net, self.member
+        with torch.no_grad():
+            Ws = [w[m].float().cpu().numpy().copy() for w in net.mlp.weights]
+            bs = [b[m].float().cpu().numpy().reshape(-1).copy() for b in net.mlp.biases]
+            norm = None
+            if net.normalize:
+                norm = (net.norm.mean[m, 0].float().cpu().numpy().copy(),
+                        torch.sqrt(net.norm.var[m, 0] + net.norm.eps).float().cpu().numpy().copy(), net.norm.clip)
+            scale = net.bounds.scale.reshape(-1).float().cpu().numpy().copy()
+            centre = net.bounds.centre.reshape(-1).float().cpu().numpy().copy()
+        return Ws, bs, norm, scale, centre, self._ACTS[net.mlp.activation]
+
+    def _act_numpy(self, obs: np.ndarray) -> np.ndarray:
+        Ws, bs, norm, scale, centre, act = self._np
+        h = obs
+        if norm is not None:
+            h = np.clip((h - norm[0]) / norm[1], -norm[2], norm[2])
+        for W, b in zip(Ws[:-1], bs[:-1]):
+            h = act(h @ W + b)
+        out = h @ Ws[-1] + bs[-1]
+        kind = self.net.kind
+        if kind == "gaussian":
+            a = centre + scale * np.tanh(out[: self.nu])
+        elif kind == "deterministic":
+            a = centre + scale * np.tanh(out)
+        elif kind == "gaussian_clip":
+            a = centre + scale * np.clip(out, -1.0, 1.0)
+        else:  # linear
+            a = np.maximum(np.minimum(out, centre + scale), centre - scale)
+        return a.astype(np.float64)
 
     def save(self, path: str, **meta) -> None:
         """Write this policy's member as a checkpoint directory (see the module docstring)."""
         save_policy(self.net, path, member=self.member, task=self.task, meta={**self.meta, **meta})
+
+
+_NUMPY_KINDS = ("gaussian", "deterministic", "gaussian_clip", "linear")
 
 
 def _member_tensors(net: torch.nn.Module, member: int) -> dict[str, torch.Tensor]:

@@ -115,3 +115,23 @@ def test_policy_checkpoints_are_refused_by_name(tmp_path):
     (tmp_path / "p" / "policy.json").write_text("{")
     with pytest.raises(InvalidArgumentError, match="not valid JSON"):
         load_policy(str(tmp_path / "p"), task)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "deterministic", "gaussian_clip", "linear"])
+@pytest.mark.parametrize("activation", ["relu", "tanh", "silu", "elu"])
+def test_one_action_in_numpy_equals_the_torch_forward_and_follows_training(kind, activation):
+    from recede.policies.policy import KINDS
+
+    task = get_task("cartpole-swingup")
+    kw = {} if kind == "linear" else {"hidden": (16, 8)}
+    net = KINDS[kind](2, 5, 1, [-10.0], [10.0], activation=activation, seeds=[3, 4], normalize=True, **kw)
+    net.norm.update(torch.randn(2, 50, 5) * 2 + 1)
+    pol = NetworkPolicy(net, task, member=1)
+    X = np.random.default_rng(1).normal(size=(6, 4)) * 3
+    U = pol.act_batch(X)  # torch
+    for x, u in zip(X, U):
+        np.testing.assert_allclose(pol.act(x), u, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # an optimiser's in-place step: the next action sees it
+        for w in net.mlp.weights:
+            w.mul_(0.5)
+    np.testing.assert_allclose(pol.act(X[0]), pol.act_batch(X[:1])[0], rtol=1e-5, atol=1e-5)
