@@ -53,11 +53,11 @@ def cmd_fit(args) -> None:
     task = get_task(args.task)
     H = args.horizon or task.horizon_for(args.planner)
     Hv = args.value_horizon or max(1, H // 3)
-    cfg = ValueConfig(members=args.members, n_step=args.n_step, discount=args.discount)
+    cfg = ValueConfig(members=args.members, n_step=args.n_step, discount=args.discount, rounds=args.fit_rounds)
     episodes, value, t0 = [], None, time.perf_counter()
     for r in range(args.polo_rounds):
         new = collect_episodes(task, args.planner, horizon=H if r == 0 else Hv, episodes=args.episodes,
-                               seed=1000 + r * args.episodes, value=value, noise=args.noise,
+                               seed=1000 + r * args.episodes, value=value, noise=args.noise, steps=args.steps,
                                options=options_arg(args.option),
                                spread=None if args.spread is None else [float(v) for v in args.spread.split(",")])
         episodes += new
@@ -122,7 +122,9 @@ def main() -> None:
     f.add_argument("--members", type=int, default=3)
     f.add_argument("--n-step", type=int, default=None)
     f.add_argument("--discount", type=float, default=1.0)
+    f.add_argument("--fit-rounds", type=int, default=1, help="fitted value iteration rounds per fit")
     f.add_argument("--option", action="append")
+    f.add_argument("--steps", type=int, default=None, help="most steps per episode")
     f.add_argument("--spread", default=None, help="start states: the task's +- these, comma-separated")
     f.set_defaults(func=cmd_fit)
     c = sub.add_parser("compare")
