@@ -119,7 +119,7 @@ def main() -> None:
     f.add_argument("--episodes", type=int, default=10)
     f.add_argument("--polo-rounds", type=int, default=1)
     f.add_argument("--noise", type=float, default=0.0)
-    f.add_argument("--members", type=int, default=3)
+    f.add_argument("--members", type=int, default=5)
     f.add_argument("--n-step", type=int, default=None)
     f.add_argument("--discount", type=float, default=1.0)
     f.add_argument("--fit-rounds", type=int, default=1, help="fitted value iteration rounds per fit")

@@ -2360,11 +2360,15 @@ def _add_value_command(sub) -> None:
     fv.add_argument("--noise", type=float, default=0.0,
                     help="Gaussian noise on the executed actions, times the action half-range, for "
                          "coverage (default: 0)")
+    fv.add_argument("--spread", default=None, metavar="D1,D2,...",
+                    help="start the episodes uniformly within the task's initial state +- these (one "
+                         "per state dimension; analytic tasks), so the value also knows the states "
+                         "short plans end in (default: the task's own starts)")
     fv.add_argument("--polo-rounds", type=_positive_int, default=1,
                     help="collect-and-fit rounds; later ones plan with the last value (default: 1)")
     fv.add_argument("--value-horizon", type=_positive_int, default=None,
                     help="the horizon of the later rounds' planner (default: a third of --horizon)")
-    fv.add_argument("--members", type=_positive_int, default=3, help="value networks (default: 3)")
+    fv.add_argument("--members", type=_positive_int, default=5, help="value networks (default: 5)")
     fv.add_argument("--n-step", type=_positive_int, default=None,
                     help="steps summed before bootstrapping from the last fit (default: to the "
                          "episode's end)")
@@ -2410,6 +2414,12 @@ def _cmd_fit_value(args) -> int:
                              "optimism": args.optimism, **fit_opts})
     except (ValueError, TypeError) as e:
         raise _UsageError(f"argument --fit-option: {e}") from None
+    spread = None
+    if args.spread is not None:
+        try:
+            spread = [float(v) for v in args.spread.split(",")]
+        except ValueError:
+            raise _UsageError(f"argument --spread: expected comma-separated numbers, got {args.spread!r}") from None
     H = task.horizon_for(args.planner) if args.horizon is None else args.horizon
     Hv = max(1, H // 3) if args.value_horizon is None else args.value_horizon
     out = os.path.abspath(args.out)
@@ -2424,7 +2434,7 @@ def _cmd_fit_value(args) -> int:
             logs = []
             new = collect_episodes(task, args.planner, horizon=H if r == 0 else Hv, episodes=args.episodes,
                                    seed=args.seed + r * args.episodes, options=options, value=value,
-                                   noise=args.noise, steps=args.steps,
+                                   noise=args.noise, steps=args.steps, spread=spread,
                                    on_episode=lambda i, log: (logs.append(log), bar.update(1)))
             episodes += new
             fit = fit_value(episodes, config=cfg, seed=args.seed, task=task)
@@ -2435,7 +2445,7 @@ def _cmd_fit_value(args) -> int:
                            "successes": sum(bool(lg.success) for lg in logs), "fit_seconds": fit.seconds})
     seconds = time.perf_counter() - t0
     value.save(out, planner=args.planner, horizon=H, value_horizon=Hv, polo_rounds=args.polo_rounds,
-               noise=args.noise, options=options, rounds=rounds)
+               noise=args.noise, spread=spread, options=options, rounds=rounds)
     from recede.policy_learning.common import write_json
 
     write_json(os.path.join(out, "fit.json"), {"task": task.name, "planner": args.planner, "rounds": rounds,

@@ -52,8 +52,8 @@ class ValueConfig:
     (None: the members' mean). threads: torch threads.
     """
 
-    members: int = 3
-    hidden: tuple[int, ...] = (64, 64)
+    members: int = 5
+    hidden: tuple[int, ...] = (128, 128)
     activation: str = "silu"
     n_step: int | None = None
     discount: float = 1.0
