@@ -15,17 +15,15 @@ or action size. It never unpickles.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
 from typing import Any, Callable, Mapping
 
 import numpy as np
 import torch
 
-from recede._io import atomic_directory
 from recede.errors import InvalidArgumentError
 from recede.models.ensemble import torch_threads
+from recede.policies._checkpoint import read_info, read_weights, write_checkpoint
 from recede.policies.networks import (
     ClippedGaussianPolicyNet, DeterministicPolicyNet, GaussianPolicyNet, LinearPolicyNet,
 )
@@ -182,16 +180,10 @@ def save_policy(net: torch.nn.Module, path: str, *, member: int = 0, task=None,
         "hidden": list(net.hidden),
         "activation": net.mlp.activation,
         "normalize": net.normalize,
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "meta": dict(meta or {}),
         "versions": {"torch": torch.__version__},
     }
-    with atomic_directory(path, "path") as tmp:
-        with open(os.path.join(tmp, WEIGHTS), "wb") as f:
-            f.write(blob)
-        with open(os.path.join(tmp, META), "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2, allow_nan=False)
-            f.write("\n")
+    write_checkpoint(path, WEIGHTS, META, blob, info)
 
 
 def policy_info(path: str) -> dict:
@@ -200,24 +192,8 @@ def policy_info(path: str) -> dict:
 
 
 def _read_info(path: str) -> tuple[dict, str, str]:
-    if not os.path.isdir(path):
-        raise InvalidArgumentError(f"policy checkpoint {path!r} is not a directory")
-    mpath, wpath = os.path.join(path, META), os.path.join(path, WEIGHTS)
-    for p in (mpath, wpath):
-        if not os.path.isfile(p):
-            raise InvalidArgumentError(f"policy checkpoint {path!r} has no {os.path.basename(p)}")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            info = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidArgumentError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        got = info.get("format") if isinstance(info, dict) else type(info).__name__
-        raise InvalidArgumentError(f"{mpath}: format must be {FORMAT!r}, got {got!r}")
-    missing = [k for k in ("kind", "task", "nobs", "nu", "hidden", "activation", "normalize",
-                           "weights_sha256") if k not in info]
-    if missing:
-        raise InvalidArgumentError(f"{mpath}: missing keys {missing}")
+    info, mpath, wpath = read_info(path, "policy", WEIGHTS, META, FORMAT,
+                                   ("kind", "task", "nobs", "nu", "hidden", "activation", "normalize"))
     if info["kind"] not in KINDS:
         raise InvalidArgumentError(f"{mpath}: kind must be one of {sorted(KINDS)}, got {info['kind']!r}")
     return info, mpath, wpath
@@ -234,11 +210,7 @@ def load_policy(path: str, task, *, device: str | torch.device = "cpu",
     from safetensors.torch import load
 
     info, mpath, wpath = _read_info(os.fspath(path))
-    with open(wpath, "rb") as f:
-        blob = f.read()
-    if hashlib.sha256(blob).hexdigest() != info["weights_sha256"]:
-        raise InvalidArgumentError(f"{wpath}: checksum does not match {META} (corrupted or from "
-                                   f"another checkpoint)")
+    blob = read_weights(wpath, info, META)
     try:
         tensors = load(blob)
     except (SafetensorError, Exception) as e:  # noqa: BLE001  (any parse failure)

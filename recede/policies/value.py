@@ -20,8 +20,6 @@ the file, a corrupted or foreign checkpoint and a value fitted for another task.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import os
 from typing import Any, Callable, Mapping
@@ -29,9 +27,9 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from recede._io import atomic_directory
 from recede.errors import InvalidArgumentError
 from recede.models.ensemble import torch_threads
+from recede.policies._checkpoint import read_info, read_weights, write_checkpoint
 from recede.policies.networks import VNet
 
 FORMAT = "recede.Value/1"
@@ -119,40 +117,17 @@ def save_value(value: ValueFunction, path: str, *, meta: Mapping[str, Any] | Non
         "target_mean": value.target_mean,
         "target_std": value.target_std,
         "optimism": value.optimism,
-        "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "meta": dict(meta or {}),
         "versions": {"torch": torch.__version__},
     }
-    with atomic_directory(path, "path") as tmp:
-        with open(os.path.join(tmp, WEIGHTS), "wb") as f:
-            f.write(blob)
-        with open(os.path.join(tmp, META), "w", encoding="utf-8") as f:
-            json.dump(info, f, indent=2, allow_nan=False)
-            f.write("\n")
+    write_checkpoint(path, WEIGHTS, META, blob, info)
 
 
 def value_info(path: str) -> dict:
     """The checkpoint's ``value.json``, checked for format and keys."""
-    path = os.fspath(path)
-    if not os.path.isdir(path):
-        raise InvalidArgumentError(f"value checkpoint {path!r} is not a directory")
-    mpath = os.path.join(path, META)
-    for name in (META, WEIGHTS):
-        if not os.path.isfile(os.path.join(path, name)):
-            raise InvalidArgumentError(f"value checkpoint {path!r} has no {name}")
-    try:
-        with open(mpath, encoding="utf-8") as f:
-            info = json.load(f)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise InvalidArgumentError(f"{mpath}: not valid JSON ({e})") from None
-    if not isinstance(info, dict) or info.get("format") != FORMAT:
-        got = info.get("format") if isinstance(info, dict) else type(info).__name__
-        raise InvalidArgumentError(f"{mpath}: format must be {FORMAT!r}, got {got!r}")
-    missing = [k for k in ("task", "nx", "nobs", "members", "hidden", "activation", "normalize",
-                           "target_mean", "target_std", "weights_sha256") if k not in info]
-    if missing:
-        raise InvalidArgumentError(f"{mpath}: missing keys {missing}")
-    return info
+    return read_info(path, "value", WEIGHTS, META, FORMAT, ("task", "nx", "nobs", "members", "hidden",
+                                                            "activation", "normalize", "target_mean",
+                                                            "target_std"))[0]
 
 
 def load_value(path: str, task=None, *, optimism: float | None | str = "saved") -> ValueFunction:
@@ -164,11 +139,7 @@ def load_value(path: str, task=None, *, optimism: float | None | str = "saved") 
 
     info = value_info(path)
     wpath = os.path.join(os.fspath(path), WEIGHTS)
-    with open(wpath, "rb") as f:
-        blob = f.read()
-    if hashlib.sha256(blob).hexdigest() != info["weights_sha256"]:
-        raise InvalidArgumentError(f"{wpath}: checksum does not match {META} (corrupted or from "
-                                   f"another checkpoint)")
+    blob = read_weights(wpath, info, META)
     saved_task = info["task"]
     if task is not None:
         name = getattr(task, "name", task)
