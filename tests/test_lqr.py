@@ -118,3 +118,45 @@ def test_bad_input_is_named():
         tvlqr(np.zeros((3, 2, 2)), np.zeros((2, 2, 1)), np.eye(2), np.eye(1), np.eye(2))
     with pytest.raises(InvalidArgumentError, match=r"c must have shape \(3, 2\)"):
         tvlqr(np.zeros((3, 2, 2)), np.zeros((3, 2, 1)), np.eye(2), np.eye(1), np.eye(2), c=np.zeros(2))
+
+
+def test_tvlqr_cross_term_matches_the_stacked_quadratic_program():
+    # min over du_0..du_{H-1} of sum_t 1/2 dx'Q dx + q'dx + 1/2 du'R du + r'du + du'N dx + terminal,
+    # dx_{t+1} = A dx + B du + c, solved as one quadratic program in the stacked actions
+    rng = np.random.default_rng(5)
+    H, nx, nu = 4, 3, 2
+    A = rng.normal(size=(H, nx, nx)) * 0.5 + np.eye(nx)
+    B = rng.normal(size=(H, nx, nu))
+    c, q, r = rng.normal(size=(H, nx)), rng.normal(size=(H, nx)), rng.normal(size=(H, nu))
+    qf = rng.normal(size=nx)
+    Q = np.stack([np.eye(nx) * 2.0] * H)
+    R = np.stack([np.eye(nu)] * H)
+    N = rng.normal(size=(H, nu, nx)) * 0.3  # small enough that [[Q, N'], [N, R]] stays PD
+    Qf = np.eye(nx) * 3.0
+    sol = tvlqr(A, B, Q, R, Qf, c=c, q=q, r=r, qf=qf, N=N)
+    dx0 = rng.normal(size=nx)
+
+    def cost(U):
+        x, total = dx0.copy(), 0.0
+        for t in range(H):
+            u = U[t]
+            total += 0.5 * x @ Q[t] @ x + q[t] @ x + 0.5 * u @ R[t] @ u + r[t] @ u + u @ N[t] @ x
+            x = A[t] @ x + B[t] @ u + c[t]
+        return total + 0.5 * x @ Qf @ x + qf @ x
+
+    # the cost is quadratic in the stacked U: recover its gradient and Hessian exactly
+    n = H * nu
+    base = cost(np.zeros((H, nu)))
+    E = np.eye(n)
+    g = np.array([(cost(E[i].reshape(H, nu)) - cost(-E[i].reshape(H, nu))) / 2.0 for i in range(n)])
+    Hs = np.empty((n, n))
+    for i in range(n):
+        for j in range(n):
+            Hs[i, j] = (cost((E[i] + E[j]).reshape(H, nu)) - cost(E[i].reshape(H, nu))
+                        - cost(E[j].reshape(H, nu)) + base)
+    U = np.linalg.solve(Hs, -g).reshape(H, nu)
+    np.testing.assert_allclose(sol.K[0] @ dx0 + sol.k[0], U[0], rtol=1e-8, atol=1e-9)
+    assert sol.value(dx0) == pytest.approx(cost(U), rel=1e-9)
+    # Quu is the Hessian of the Q-function in du_0: the stacked problem's, with the later actions optimal
+    assert sol.Quu.shape == (H, nu, nu)
+    np.testing.assert_allclose(sol.Quu[-1], R[-1] + B[-1].T @ Qf @ B[-1], rtol=1e-12)

@@ -30,11 +30,13 @@ __all__ = ["LQR", "LQRConfig", "lqr_at_equilibrium", "lqr_infinite", "tvlqr", "T
 
 
 @numba.njit(cache=True, error_model="numpy")
-def tvlqr_kernel(A, B, c, Q, q, R, r, Qf, qf, K, k, P, p, s):
+def tvlqr_kernel(A, B, c, Q, q, R, r, N, Qf, qf, K, k, P, p, s, Quu_out):
     """Backward pass (see the module docstring). Inputs A (H, nx, nx), B (H, nx, nu), c (H, nx),
-    Q (H, nx, nx), q (H, nx), R (H, nu, nu), r (H, nu), Qf (nx, nx), qf (nx,); outputs K (H, nu, nx),
-    k (H, nu), P (H+1, nx, nx), p (H+1, nx), s (H+1,). Returns the first t whose
-    ``R_t + B_t'P_{t+1}B_t`` is not positive definite, or -1."""
+    Q (H, nx, nx), q (H, nx), R (H, nu, nu), r (H, nu), N (H, nu, nx) (the cross term
+    ``du_t'N_t dx_t``), Qf (nx, nx), qf (nx,); outputs K (H, nu, nx), k (H, nu), P (H+1, nx, nx),
+    p (H+1, nx), s (H+1,) and Quu_out (H, nu, nu), the Hessian ``R_t + B_t'P_{t+1}B_t`` of the
+    Q-function in du (the precision of a maximum-entropy controller). Returns the first t whose
+    Quu is not positive definite, or -1."""
     H, nx, nu = B.shape
     P[H] = Qf
     p[H] = qf
@@ -51,7 +53,8 @@ def tvlqr_kernel(A, B, c, Q, q, R, r, Qf, qf, K, k, P, p, s):
         g = Pn @ ct + p[t + 1]  # gradient of V_{t+1} at c_t
         Qxx = Q[t] + AT @ PA
         Quu = R[t] + BT @ PB
-        Qux = BT @ PA
+        Qux = BT @ PA + N[t]
+        Quu_out[t] = Quu
         qx = q[t] + AT @ g
         qu = r[t] + BT @ g
         for i in range(nu):
@@ -79,21 +82,24 @@ def tvlqr_kernel(A, B, c, Q, q, R, r, Qf, qf, K, k, P, p, s):
 
 
 class TVLQR:
-    """The result of ``tvlqr``: gains ``K (H, nu, nx)``, ``k (H, nu)`` and the cost-to-go
-    ``V_t(dx) = 1/2 dx'P[t]dx + p[t]'dx + s[t]`` for t = 0..H."""
+    """The result of ``tvlqr``: gains ``K (H, nu, nx)``, ``k (H, nu)``, the cost-to-go
+    ``V_t(dx) = 1/2 dx'P[t]dx + p[t]'dx + s[t]`` for t = 0..H, and ``Quu (H, nu, nu)``, the
+    Q-function's Hessian in ``du`` at each step."""
 
-    def __init__(self, K, k, P, p, s):
-        self.K, self.k, self.P, self.p, self.s = K, k, P, p, s
+    def __init__(self, K, k, P, p, s, Quu=None):
+        self.K, self.k, self.P, self.p, self.s, self.Quu = K, k, P, p, s, Quu
 
     def value(self, dx, t: int = 0) -> float:
         dx = np.asarray(dx, dtype=np.float64)
         return float(0.5 * dx @ self.P[t] @ dx + self.p[t] @ dx + self.s[t])
 
 
-def tvlqr(A, B, Q, R, Qf, *, c=None, q=None, r=None, qf=None) -> TVLQR:
+def tvlqr(A, B, Q, R, Qf, *, c=None, q=None, r=None, qf=None, N=None) -> TVLQR:
     """Finite-horizon time-varying LQR with affine terms (module docstring). ``A (H, nx, nx)``,
     ``B (H, nx, nu)``; ``Q``/``R`` one matrix for every step or a stack ``(H, ., .)``; ``c``,
-    ``q``, ``r`` default to zero (pure regulation)."""
+    ``q``, ``r`` default to zero (pure regulation). ``N (H, nu, nx)``: a cross term
+    ``du_t'N_t dx_t`` in the running cost (a KL to a linear-Gaussian policy has one), zero by
+    default; the stage cost must stay convex in ``(dx, du)``."""
     A = np.array(A, dtype=np.float64)
     B = np.array(B, dtype=np.float64)
     if A.ndim != 3 or A.shape[1] != A.shape[2] or A.shape[0] < 1:
@@ -109,12 +115,14 @@ def tvlqr(A, B, Q, R, Qf, *, c=None, q=None, r=None, qf=None) -> TVLQR:
     q = np.zeros((H, nx)) if q is None else as_matrix("q", q, (H, nx))
     r = np.zeros((H, nu)) if r is None else as_matrix("r", r, (H, nu))
     qf = np.zeros(nx) if qf is None else as_matrix("qf", qf, (nx,))
+    N = np.zeros((H, nu, nx)) if N is None else as_matrix("N", N, (H, nu, nx))
     K, k = np.empty((H, nu, nx)), np.empty((H, nu))
     P, p, s = np.empty((H + 1, nx, nx)), np.empty((H + 1, nx)), np.empty(H + 1)
-    bad = tvlqr_kernel(A, B, c, Q, q, R, r, Qf, qf, K, k, P, p, s)
+    Quu = np.empty((H, nu, nu))
+    bad = tvlqr_kernel(A, B, c, Q, q, R, r, N, Qf, qf, K, k, P, p, s, Quu)
     if bad >= 0:  # cannot happen with R positive definite and P PSD, but say so if it does
         raise InvalidArgumentError(f"R + B'PB is not positive definite at step {bad}")
-    return TVLQR(K, k, P, p, s)
+    return TVLQR(K, k, P, p, s, Quu)
 
 
 @dataclass(frozen=True)
