@@ -170,3 +170,53 @@ def controller_kl(dyn: LinearGaussianDynamics, p: LinearGaussianController, q: L
         out[t] = 0.5 * (np.trace(Sq_inv @ p.S[t]) - nu + logdet_q - logdet_p
                         + mean_gap @ Sq_inv @ mean_gap + np.trace(dK.T @ Sq_inv @ dK @ V[t]))
     return out
+
+
+@dataclass(frozen=True)
+class QuadraticCostTerms:
+    """A time-varying quadratic cost in absolute states and actions, summed over steps:
+    ``1/2 x'Q_t x + q_t'x + 1/2 u'R_t u + r_t'u + u'N_t x`` for t < H, ``1/2 x'Qf x + qf'x`` at H
+    (the cost's second-order expansion around the samples, rewritten about the origin)."""
+
+    Q: np.ndarray
+    q: np.ndarray
+    R: np.ndarray
+    r: np.ndarray
+    N: np.ndarray
+    Qf: np.ndarray
+    qf: np.ndarray
+
+
+def c_step(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: LinearGaussianController,
+           eta: float) -> tuple[LinearGaussianController, object]:
+    """The C-step for one condition: the linear-Gaussian controller minimising
+    ``E_p[cost] + eta KL(p || prior)`` under ``dyn`` (maximum-entropy LQR on the cost plus
+    ``-eta log prior(u | x)``, with temperature ``eta``), and the ``tvlqr`` solution it came from.
+
+    Its gains are ``tvlqr``'s on the augmented cost and its covariance ``eta Quu^-1``. ``eta = 0``
+    gives ``tvlqr`` on the cost alone (then the covariance is undefined: the returned controller
+    carries ``1e-12 I``); ``eta -> infinity`` gives the prior."""
+    from recede.planners.lqr import tvlqr
+
+    _check_pair(dyn, prior, "prior")
+    if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not np.isfinite(eta) or eta < 0:
+        raise InvalidArgumentError(f"eta must be a finite number >= 0, got {eta!r}")
+    H, nx, nu = dyn.H, dyn.nx, dyn.nu
+    Q, q, R, r, N = (np.array(a, dtype=np.float64) for a in (cost.Q, cost.q, cost.R, cost.r, cost.N))
+    if eta > 0:
+        P_inv = np.linalg.inv(prior.S)  # (H, nu, nu) precisions
+        PK = P_inv @ prior.K  # (H, nu, nx)
+        Pk = np.einsum("tij,tj->ti", P_inv, prior.k)
+        # -log prior(u|x) = 1/2 (u - Kx - k)' S^-1 (u - Kx - k) + const
+        Q = Q + eta * np.swapaxes(prior.K, 1, 2) @ PK
+        q = q + eta * np.einsum("tji,tj->ti", prior.K, Pk)
+        R = R + eta * P_inv
+        r = r - eta * Pk
+        N = N - eta * PK
+    Q = 0.5 * (Q + np.swapaxes(Q, 1, 2))
+    sol = tvlqr(dyn.A, dyn.B, Q, R, cost.Qf, c=dyn.c, q=q, r=r, qf=cost.qf, N=N)
+    if eta > 0:
+        S = eta * np.linalg.inv(sol.Quu)
+    else:
+        S = np.broadcast_to(1e-12 * np.eye(nu), (H, nu, nu))
+    return LinearGaussianController(sol.K, sol.k, 0.5 * (S + np.swapaxes(S, 1, 2))), sol

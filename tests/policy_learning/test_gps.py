@@ -61,3 +61,34 @@ def test_linear_gaussian_refusals():
     wrong = LinearGaussianController(np.zeros((H, NU, NX + 1)), np.zeros((H, NU)), np.stack([np.eye(NU)] * H))
     with pytest.raises(InvalidArgumentError, match="match the dynamics"):
         state_marginals(dyn, wrong, np.zeros(NX), np.eye(NX))
+
+
+def _cost(rng):
+    from recede.policy_learning.gps import QuadraticCostTerms
+
+    Q = np.stack([np.diag(rng.uniform(0.5, 2.0, NX))] * H)
+    R = np.stack([np.diag(rng.uniform(0.1, 0.5, NU))] * H)
+    return QuadraticCostTerms(Q, rng.normal(size=(H, NX)) * 0.1, R, rng.normal(size=(H, NU)) * 0.1,
+                              np.zeros((H, NU, NX)), np.eye(NX) * 2.0, np.zeros(NX))
+
+
+def test_c_step_limits_plain_tvlqr_and_the_prior():
+    from recede.planners.lqr import tvlqr
+    from recede.policy_learning.gps import c_step
+
+    rng = np.random.default_rng(6)
+    dyn, prior, cost = _system(rng), _controller(rng), _cost(rng)
+    p0, _ = c_step(dyn, cost, prior, 0.0)
+    ref = tvlqr(dyn.A, dyn.B, cost.Q, cost.R, cost.Qf, c=dyn.c, q=cost.q, r=cost.r, qf=cost.qf)
+    np.testing.assert_allclose(p0.K, ref.K, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(p0.k, ref.k, rtol=1e-12, atol=1e-12)
+    big, _ = c_step(dyn, cost, prior, 1e9)
+    np.testing.assert_allclose(big.K, prior.K, atol=1e-6)
+    np.testing.assert_allclose(big.k, prior.k, atol=1e-6)
+    np.testing.assert_allclose(big.S, prior.S, atol=1e-6)
+    # in between, the KL to the prior falls as eta grows
+    m0, V0 = np.zeros(NX), np.eye(NX) * 0.1
+    kls = [controller_kl(dyn, c_step(dyn, cost, prior, e)[0], prior, m0, V0).sum() for e in (0.1, 1.0, 10.0)]
+    assert kls[0] > kls[1] > kls[2] > 0
+    with pytest.raises(InvalidArgumentError, match="eta must be"):
+        c_step(dyn, cost, prior, -1.0)
