@@ -265,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_mbpo_command(sub)
     _add_value_command(sub)
     _add_imitate_command(sub)
+    _add_gps_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -2456,4 +2457,108 @@ def _cmd_fit_value(args) -> int:
               f"held-out RMSE {row['holdout_rmse']:.4g}")
     print(f"value  {args.out} ({cfg.members} members), {seconds:.1f} s; use: {PROG} run {task.name} "
           f"--planner {args.planner} --value {args.out} --horizon {Hv}")
+    return 0
+
+
+def _add_gps_command(sub) -> None:
+    g = sub.add_parser(
+        "gps", help="guided policy search: local LQR controllers teach one global policy",
+        description="Mirror-descent guided policy search on TASK: per condition (a start drawn from "
+                    "the task's resets: Reacher's targets; an analytic task's initial state plus "
+                    "--spread) a time-varying linear-Gaussian controller, improved by LQR within a KL "
+                    "step of the linearised global policy, and one global policy network trained on "
+                    "them. Prints a line per iteration; writes to --out: gps.csv (per iteration and "
+                    "condition: the local controllers' and the global policy's cost, KL, its target, "
+                    "eta, held-out success), gps.png (cost per iteration), policy/ (the global "
+                    "policy, for 'recede run TASK --policy DIR') and the state --resume continues from.")
+    g.add_argument("task", metavar="TASK", help="task name or Gymnasium id (see 'recede tasks')")
+    g.add_argument("--conditions", type=_steps_arg, default=4, help="conditions M (default: 4)")
+    g.add_argument("--samples", type=_steps_arg, default=5, help="samples N per condition and iteration (default: 5)")
+    g.add_argument("--iterations", type=_steps_arg, default=15, help="iterations I (default: 15)")
+    g.add_argument("--dynamics", choices=("model", "fit", "fit+prior"), default="model",
+                   help="the local dynamics: the model's linearisation, a regression on the samples, or "
+                        "the regression under a prior (default: model)")
+    g.add_argument("--prior", choices=("gmm", "model"), default="gmm",
+                   help="fit+prior's prior: a Gaussian mixture over all samples or the model's "
+                        "linearisation (default: gmm)")
+    g.add_argument("--kl-step", type=float, default=None,
+                   help="the KL step per time step, > 0 (default: 0.3)")
+    g.add_argument("--horizon", type=_steps_arg, default=None, help="steps per sample (default: the episode's)")
+    g.add_argument("--spread", default=None, metavar="S1,S2,...",
+                   help="analytic tasks: conditions start within the initial state +- this (default: the task's spread)")
+    g.add_argument("--sample-from", choices=("local", "policy"), default="local",
+                   help="sample the local controllers or the global policy (on-policy) (default: local)")
+    g.add_argument("--hidden", type=_hidden_arg, default=(64, 64),
+                   help="the global policy's hidden layers, or 'linear' (default: 64,64)")
+    g.add_argument("--policy-steps", type=_steps_arg, default=1500, help="Adam steps per S-step (default: 1500)")
+    g.add_argument("--holdout", type=int, default=20,
+                   help="held-out episodes scored per iteration, 0 for none (default: 20)")
+    g.add_argument("--model", metavar="DIR", default=None,
+                   help="linearise this learned ensemble instead of the task's model")
+    g.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    g.add_argument("--out", metavar="DIR", required=True, help="output directory (see above)")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out")
+    g.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    g.set_defaults(func=_cmd_gps)
+
+
+def _cmd_gps(args) -> int:
+    from recede.envs import get_task
+    from recede.plotting import plot_gps
+    from recede.errors import InvalidArgumentError
+    from recede.policy_learning.gps import GPSConfig, gps, heldout_evaluator, task_system
+
+    task = get_task(args.task)
+    if args.seed < 0:
+        raise _UsageError(f"argument --seed: must be >= 0, got {args.seed}")
+    if args.holdout < 0:
+        raise _UsageError(f"argument --holdout: must be >= 0, got {args.holdout}")
+    kw = {}
+    if args.kl_step is not None:
+        if not (0.0 < args.kl_step < math.inf):
+            raise _UsageError(f"argument --kl-step: must be a finite number > 0, got {args.kl_step}")
+        kw["kl_step"] = args.kl_step
+    spread = None
+    if args.spread is not None:
+        try:
+            spread = [float(v) for v in args.spread.split(",")]
+        except ValueError:
+            raise _UsageError(f"argument --spread: must be comma-separated numbers, got {args.spread!r}") from None
+    model = _load_model(args.model, task) if args.model else None
+    try:
+        cfg = GPSConfig(iterations=args.iterations, samples=args.samples, dynamics=args.dynamics, prior=args.prior,
+                        sample_from=args.sample_from, hidden=args.hidden, policy_steps=args.policy_steps,
+                        holdout=args.holdout, **kw)
+        system = task_system(task, args.conditions, seed=args.seed, horizon=args.horizon, spread=spread, model=model)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"gps on {task.name!r}: {e}") from None
+    judged = getattr(task, "success_rule", None) is not None or hasattr(task, "success")
+    heldout = heldout_evaluator(task, args.holdout, seed=args.seed) if args.holdout and judged else None
+    os.makedirs(args.out, exist_ok=True)
+
+    def progress(entry, policy):
+        if not args.no_progress:
+            print(entry.line(), flush=True)
+        plot_gps(log_so_far + [entry], os.path.join(args.out, "gps.png"),
+                 title=f"GPS on {task.name}: {args.conditions} conditions x {args.samples} samples, {args.dynamics}")
+        log_so_far.append(entry)
+
+    log_so_far: list = []
+    if args.resume:
+        import pickle
+
+        from recede.policy_learning.gps import _STATE
+
+        try:
+            with open(os.path.join(args.out, _STATE), "rb") as f:
+                log_so_far = list(pickle.load(f)["log"])
+        except OSError:
+            raise _UsageError(f"argument --resume: no GPS run in {args.out!r}") from None
+    res = gps(system, cfg, seed=args.seed, out=args.out, resume=args.resume, heldout=heldout, on_iteration=progress)
+    last = res.log[-1] if res.log else None
+    if last is not None and not args.no_progress:
+        tail = (f", held-out success {last.holdout_success:.0%} of {args.holdout}"
+                if math.isfinite(last.holdout_success) else "")
+        print(f"done: {res.samples} env steps of samples, global policy cost {sum(last.policy_cost) / len(last.policy_cost):.4g}"
+              f"{tail}; wrote {args.out}/gps.csv, gps.png, policy/")
     return 0

@@ -358,3 +358,48 @@ def plot_imitation(curves, path, *, expert: float | None = None, title: str = ""
         with open(tmp, "wb") as f:
             fig.savefig(f, format=format, dpi=100)
     return fig
+
+
+def plot_gps(log, path, *, title: str = "", format: str | None = None):
+    """Guided policy search's progress, written whole to ``path`` (png, pdf or svg): the cost
+    per iteration of the local controllers (their samples' mean, over conditions) and of the
+    global policy alone (from the conditions' starts), each with its range over conditions; the
+    held-out success rate of the global policy on a second axis when it was scored. ``log``: the
+    :class:`~recede.policy_learning.gps.IterationLog` list. Returns the matplotlib ``Figure``."""
+    from recede._io import atomic_file
+
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not log:
+        raise InvalidArgumentError("log must hold at least one iteration, got none")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.4, 3.8), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    it = np.array([e.iteration for e in log])
+    for i, (name, key) in enumerate((("local controllers", "local_cost"), ("global policy", "policy_cost"))):
+        C = np.array([getattr(e, key) for e in log], dtype=np.float64)
+        ax.fill_between(it, C.min(axis=1), C.max(axis=1), color=f"C{i}", alpha=0.15, lw=0)
+        ax.plot(it, C.mean(axis=1), "o-", color=f"C{i}", lw=1.8, ms=3, label=f"{name} (mean, range over conditions)")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("cost (minus the return)")
+    ax.grid(True, alpha=0.3)
+    handles, labels = ax.get_legend_handles_labels()
+    succ = np.array([e.holdout_success for e in log], dtype=np.float64)
+    if np.any(np.isfinite(succ)):
+        ax2 = ax.twinx()
+        ax2.plot(it, 100 * succ, "s--", color="C2", lw=1.2, ms=3, label="global policy: held-out success")
+        ax2.set_ylabel("held-out success (%)")
+        ax2.set_ylim(-5, 105)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    ax.legend(handles, labels, loc="best", fontsize="small", frameon=False)
+    if title:
+        ax.set_title(title)
+    with atomic_file(path, "path") as tmp:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format=format, dpi=100)
+    return fig
