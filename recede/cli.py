@@ -2483,9 +2483,17 @@ def _add_gps_command(sub) -> None:
                         "linearisation (default: gmm)")
     g.add_argument("--kl-step", type=float, default=None,
                    help="the KL step per time step, > 0 (default: 0.3)")
+    g.add_argument("--init", choices=("zero", "ilqr"), default="zero",
+                   help="the first local controllers: zero mean actions, or recede's iLQR plan from each "
+                        "start with its feedback gains (default: zero)")
+    g.add_argument("--init-std", type=float, default=None,
+                   help="their action noise, times the action half-range, > 0 (default: 0.3)")
     g.add_argument("--horizon", type=_steps_arg, default=None, help="steps per sample (default: the episode's)")
     g.add_argument("--spread", default=None, metavar="S1,S2,...",
                    help="analytic tasks: conditions start within the initial state +- this (default: the task's spread)")
+    g.add_argument("--kl-to", choices=("policy", "previous"), default="policy",
+                   help="the C-step's KL anchor: the linearised global policy (GPS), or each local "
+                        "controller's last version (the policy is then their behaviour clone) (default: policy)")
     g.add_argument("--sample-from", choices=("local", "policy"), default="local",
                    help="sample the local controllers or the global policy (on-policy) (default: local)")
     g.add_argument("--hidden", type=_hidden_arg, default=(64, 64),
@@ -2518,6 +2526,10 @@ def _cmd_gps(args) -> int:
         if not (0.0 < args.kl_step < math.inf):
             raise _UsageError(f"argument --kl-step: must be a finite number > 0, got {args.kl_step}")
         kw["kl_step"] = args.kl_step
+    if args.init_std is not None:
+        if not (0.0 < args.init_std < math.inf):
+            raise _UsageError(f"argument --init-std: must be a finite number > 0, got {args.init_std}")
+        kw["init_std"] = args.init_std
     spread = None
     if args.spread is not None:
         try:
@@ -2528,7 +2540,8 @@ def _cmd_gps(args) -> int:
     try:
         cfg = GPSConfig(iterations=args.iterations, samples=args.samples, dynamics=args.dynamics, prior=args.prior,
                         sample_from=args.sample_from, hidden=args.hidden, policy_steps=args.policy_steps,
-                        holdout=args.holdout, **kw)
+                        holdout=args.holdout, init=args.init,
+                        kl_to=args.kl_to, **kw)
         system = task_system(task, args.conditions, seed=args.seed, horizon=args.horizon, spread=spread, model=model)
     except InvalidArgumentError as e:
         raise _UsageError(f"gps on {task.name!r}: {e}") from None

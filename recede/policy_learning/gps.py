@@ -721,7 +721,11 @@ class GPSConfig:
     ``init_iterations`` iterations, with its feedback gains: a trajectory optimiser's solution to
     start from, where the first LQR steps from zero actions find no way out, as from a swing-up's
     hanging start). bound_penalty: the C-step's cost adds this times the squared distance of each action
-    from the bounds (see :meth:`GPSSystem.cost_terms`). sample_from: ``local`` (the local controllers) or ``policy`` (the global policy plus
+    from the bounds (see :meth:`GPSSystem.cost_terms`). kl_to: the C-step's KL anchor,
+    ``policy`` (the linearised global policy: mirror-descent GPS) or ``previous`` (each local
+    controller's own last version: the local controllers never see the policy, which is then
+    their behaviour clone, trained on the same samples with the same loss; the comparison
+    without the KL term to the policy). sample_from: ``local`` (the local controllers) or ``policy`` (the global policy plus
     its noise: on-policy MDGPS). Global policy: ``hidden`` (``()``: the linear class),
     ``activation``, trained each iteration (warm) for ``policy_steps`` Adam steps of
     ``batch_size`` at ``lr``. holdout: episodes from held-out starts scored every iteration
@@ -738,6 +742,7 @@ class GPSConfig:
     init: str = "zero"
     init_iterations: int = 100
     bound_penalty: float = 1.0
+    kl_to: str = "policy"
     sample_from: str = "local"
     hidden: tuple[int, ...] = (64, 64)
     activation: str = "tanh"
@@ -764,6 +769,8 @@ class GPSConfig:
             raise InvalidArgumentError(f"init must be 'zero' or 'ilqr', got {self.init!r}")
         check_int("init_iterations", self.init_iterations, 1)
         check_float("bound_penalty", self.bound_penalty, 0.0, np.inf, hi_open=True)
+        if self.kl_to not in ("policy", "previous"):
+            raise InvalidArgumentError(f"kl_to must be 'policy' or 'previous', got {self.kl_to!r}")
         if self.sample_from not in ("local", "policy"):
             raise InvalidArgumentError(f"sample_from must be 'local' or 'policy', got {self.sample_from!r}")
         if not isinstance(self.hidden, (tuple, list)) or any(
@@ -1041,7 +1048,10 @@ def gps(system: GPSSystem, config: GPSConfig = GPSConfig(), *, seed: int = 0, ou
             if it == 0:
                 pi_cov = _train_policy(system, net, opt, data, ctrls, config, gen)
             # 3. linearise the global policy
-            pis = [linearize_policy(policy.act_batch, X[:, :H], pi_cov) for X, _, _ in data]
+            if config.kl_to == "policy":
+                pis = [linearize_policy(policy.act_batch, X[:, :H], pi_cov) for X, _, _ in data]
+            else:  # uncoupled: a trust region around each controller's own last version
+                pis = list(ctrls)
             # step adjustment from the last iteration's predicted and actual improvement
             if prev is not None:
                 for i in range(M):

@@ -1,4 +1,6 @@
-"""Guided policy search's linear-Gaussian core against Monte Carlo."""
+"""Guided policy search against oracles: Monte Carlo, LQR, known linear systems."""
+
+import dataclasses
 
 import numpy as np
 import pytest
@@ -265,6 +267,11 @@ def test_gps_linear_policy_converges_to_the_lqr_gain():
     assert all(np.isfinite(e.kl).all() for e in res.log)
     assert res.samples == 5 * 4 * 4 * system.H
     del scipy
+    # without the KL to the policy (a trust region around each controller's last version) the
+    # local controllers still converge to LQR, and the policy, their behaviour clone, to K
+    res = gps(system, dataclasses.replace(cfg, kl_to="previous"), seed=0)
+    np.testing.assert_allclose(linear_gain(res.policy), K, rtol=1e-4)
+    assert all(max(np.array(e.kl) - 1.1 * np.array(e.kl_target)) <= 0 for e in res.log)
 
 
 def linear_gain(policy):
