@@ -364,7 +364,8 @@ def plot_gps(log, path, *, title: str = "", format: str | None = None):
     """Guided policy search's progress, written whole to ``path`` (png, pdf or svg): the cost
     per iteration of the local controllers (their samples' mean, over conditions) and of the
     global policy alone (from the conditions' starts), each with its range over conditions; the
-    held-out success rate of the global policy on a second axis when it was scored. ``log``: the
+    global policy's success rates (from the conditions, from held-out starts) on a second axis
+    where they were scored. ``log``: the
     :class:`~recede.policy_learning.gps.IterationLog` list. Returns the matplotlib ``Figure``."""
     from recede._io import atomic_file
 
@@ -388,11 +389,15 @@ def plot_gps(log, path, *, title: str = "", format: str | None = None):
     ax.set_ylabel("cost (minus the return)")
     ax.grid(True, alpha=0.3)
     handles, labels = ax.get_legend_handles_labels()
-    succ = np.array([e.holdout_success for e in log], dtype=np.float64)
-    if np.any(np.isfinite(succ)):
+    rates = [(np.array([getattr(e, key, np.nan) for e in log], dtype=np.float64), name, f"C{j}", mark)
+             for j, key, name, mark in ((2, "condition_success", "global policy: success from the conditions", "^:"),
+                                        (3, "holdout_success", "global policy: held-out success", "s--"))]
+    if any(np.any(np.isfinite(r[0])) for r in rates):
         ax2 = ax.twinx()
-        ax2.plot(it, 100 * succ, "s--", color="C2", lw=1.2, ms=3, label="global policy: held-out success")
-        ax2.set_ylabel("held-out success (%)")
+        for succ, name, color, mark in rates:
+            if np.any(np.isfinite(succ)):
+                ax2.plot(it, 100 * succ, mark, color=color, lw=1.2, ms=3, label=name)
+        ax2.set_ylabel("success (%)")
         ax2.set_ylim(-5, 105)
         h2, l2 = ax2.get_legend_handles_labels()
         handles, labels = handles + h2, labels + l2

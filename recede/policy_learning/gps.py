@@ -530,7 +530,7 @@ class GPSSystem:
 
     def __init__(self, dynamics, cost, horizon: int, x0s, *, make_env=None, cond_seeds=None,
                  reset_state: bool = False, state_of=None, observe=None, task=None,
-                 action_low=None, action_high=None, cost_model=None):
+                 action_low=None, action_high=None, cost_model=None, success=None):
         from recede.policy_learning.common import check_int
 
         self.dynamics, self.cost = dynamics, cost
@@ -553,6 +553,7 @@ class GPSSystem:
         self.state_of = state_of
         self.observe = observe or (lambda X: np.asarray(X, dtype=np.float64))
         self.task = task
+        self.success = success  # success(X (H+1, nx)) -> bool: the task's criterion on a trajectory
         self.low = np.asarray(dynamics.action_low if action_low is None else action_low, dtype=np.float64)
         self.high = np.asarray(dynamics.action_high if action_high is None else action_high, dtype=np.float64)
         from recede.problem import needs_sensors
@@ -789,8 +790,9 @@ class GPSConfig:
 class IterationLog:
     """One GPS iteration: per condition the local controllers' mean sampled cost, the global
     policy's cost (deterministic, from the condition's start), the KL of the new controller to
-    the linearised global policy, the KL target (step) and eta; totals; the held-out success
-    rate and mean cost of the global policy (NaN without); the regularisations applied (PSD
+    the linearised global policy, the KL target (step) and eta; totals; the global policy's
+    success rate from the conditions' own starts and from held-out starts, and its held-out
+    mean cost (NaN where not scored); the regularisations applied (PSD
     projections of cost Hessians and dynamics covariances, failed C-step tries); the sample
     count so far and the wall time."""
 
@@ -801,6 +803,7 @@ class IterationLog:
     kl_target: list[float]
     eta: list[float]
     step_mult: list[float]
+    condition_success: float
     holdout_success: float
     holdout_cost: float
     regularised: int
@@ -813,8 +816,10 @@ class IterationLog:
         s = (f"iteration {self.iteration:3d}: local cost {mean(self.local_cost):10.4g}  policy cost "
              f"{mean(self.policy_cost):10.4g}  KL {mean(self.kl):7.3g} / {mean(self.kl_target):7.3g}  "
              f"eta {np.exp(np.mean(np.log(self.eta))):8.3g}  samples {self.samples}")
+        if np.isfinite(self.condition_success):
+            s += f"  success: conditions {self.condition_success:.0%}"
         if np.isfinite(self.holdout_success):
-            s += f"  held-out success {self.holdout_success:.0%}"
+            s += f", held-out {self.holdout_success:.0%}"
         if self.regularised or self.c_step_failures:
             s += f"  (regularised {self.regularised}, failed C-step tries {self.c_step_failures})"
         return s + f"  [{self.wall_s:.0f} s]"
@@ -1077,10 +1082,13 @@ def gps(system: GPSSystem, config: GPSConfig = GPSConfig(), *, seed: int = 0, ou
             pi_cov = _train_policy(system, net, opt, data, ctrls, config, gen)
             # score
             det = lambda t, Xb, r: policy.act_batch(Xb)  # noqa: E731
-            pol_cost = [float(system.rollouts(i, det, 1, rng)[2][0]) for i in range(M)]
+            pol_runs = [system.rollouts(i, det, 1, rng) for i in range(M)]
+            pol_cost = [float(r[2][0]) for r in pol_runs]
+            cond_success = (float(np.mean([bool(system.success(r[0][0])) for r in pol_runs]))
+                            if system.success is not None else np.nan)
             hs, hc = heldout(policy) if heldout is not None else (np.nan, np.nan)
             entry = IterationLog(it, [float(d[2].mean()) for d in data], pol_cost, kls, targets,
-                                 etas.tolist(), step_mult.tolist(), float(hs), float(hc), int(regularised),
+                                 etas.tolist(), step_mult.tolist(), cond_success, float(hs), float(hc), int(regularised),
                                  int(failures), int(samples), time.perf_counter() - t0)
             log.append(entry)
             if out:
@@ -1126,7 +1134,7 @@ def _write_outputs(out: str, policy, net, log, system, state) -> None:
 
 
 CSV_FIELDS = ("iteration", "condition", "local_cost", "policy_cost", "kl", "kl_target", "eta", "step_mult",
-              "holdout_success", "holdout_cost", "regularised", "c_step_failures", "samples", "wall_s")
+              "condition_success", "holdout_success", "holdout_cost", "regularised", "c_step_failures", "samples", "wall_s")
 
 
 def write_log_csv(path: str, log) -> None:
@@ -1143,7 +1151,7 @@ def write_log_csv(path: str, log) -> None:
         for i in range(len(e.local_cost)):
             w.writerow([e.iteration, i, f"{e.local_cost[i]:.6g}", f"{e.policy_cost[i]:.6g}", f"{e.kl[i]:.6g}",
                         f"{e.kl_target[i]:.6g}", f"{e.eta[i]:.6g}", f"{e.step_mult[i]:.6g}",
-                        f"{e.holdout_success:.6g}", f"{e.holdout_cost:.6g}", e.regularised, e.c_step_failures,
+                        f"{e.condition_success:.6g}", f"{e.holdout_success:.6g}", f"{e.holdout_cost:.6g}", e.regularised, e.c_step_failures,
                         e.samples, f"{e.wall_s:.3f}"])
     with atomic_file(path, "path") as tmp:
         with open(tmp, "w", newline="") as f:
@@ -1195,7 +1203,27 @@ def task_system(task, conditions: int, *, seed: int = 0, horizon: int | None = N
             env.close()
     return GPSSystem(model if model is not None else true_model, cost, H, x0s, make_env=task.make_env,
                      cond_seeds=seeds, reset_state=analytic, state_of=task.state_of, observe=task.observation,
-                     task=task, cost_model=true_model)
+                     task=task, cost_model=true_model, success=_success_rule(task, true_model, H))
+
+
+def _success_rule(task, model, H: int):
+    """The task's success criterion on one trajectory ``X (H+1, nx)``, or None where it has none
+    (or it needs the whole episode and the horizon is shorter)."""
+    if hasattr(task, "success") and isinstance(getattr(task, "success"), object) and callable(task.success) \
+            and not hasattr(task, "success_rule"):
+        if H != task.episode_steps:
+            return None
+        dt = float(model.dt)
+        return lambda X: task.success(np.asarray(X), dt)
+    if getattr(task, "success_rule", None) == "reach":
+        tol = float(task.reach_tolerance)
+
+        def reach(X):
+            S = model.sensors(np.asarray(X)[-1])
+            return bool(np.linalg.norm(model.sensor(S, "fingertip") - model.sensor(S, "target")) <= tol)
+
+        return reach
+    return None
 
 
 def heldout_evaluator(task, episodes: int, *, seed: int = 0):
