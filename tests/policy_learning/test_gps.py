@@ -369,3 +369,26 @@ def test_gps_cli_writes_its_outputs_and_refuses_bad_input(tmp_path, capsys):
         assert word in capsys.readouterr().err
     assert main(["gps", "ant", "--out", str(tmp_path / "y")]) == 2
     assert "vector state" in capsys.readouterr().err
+
+
+def test_gps_linearises_a_learned_ensemble():
+    """``model`` dynamics from a learned ensemble: its autograd Jacobians (against central
+    differences of its own step), then one GPS iteration on them in the task's env."""
+    from recede.models.ensemble import Ensemble
+    from recede.planners.ilqr import fd_linearize
+    from recede.policy_learning.gps import GPSConfig, gps, task_system
+
+    m = Ensemble(2, 1, dt=0.1, action_low=-1.0, action_high=1.0, members=2, hidden=8, layers=1,
+                 task="double-integrator")
+    system = task_system("double-integrator", 2, horizon=6, model=m)
+    assert system.dynamics is m
+    rng = np.random.default_rng(0)
+    X, U = rng.normal(size=(7, 2)), rng.uniform(-0.9, 0.9, size=(6, 1))
+    A, B, c = system.linearize(X, U)
+    A_fd, B_fd = fd_linearize(m, X, U, eps=1e-3)
+    np.testing.assert_allclose(A, A_fd, atol=2e-3)
+    np.testing.assert_allclose(B, B_fd, atol=2e-3)
+    np.testing.assert_allclose(c, m.step(X[:-1], U) - np.einsum("tij,tj->ti", A, X[:-1]) - np.einsum("tij,tj->ti", B, U),
+                               atol=1e-9)
+    res = gps(system, GPSConfig(iterations=1, samples=2, hidden=(8,), policy_steps=5, holdout=0), seed=0)
+    assert np.all(np.isfinite(res.log[0].policy_cost)) and np.all(np.isfinite(res.controllers[0].K))
