@@ -1,18 +1,27 @@
-"""Guided policy search (mirror-descent GPS, Montgomery & Levine 2016): the linear-Gaussian core.
+"""Guided policy search (mirror-descent GPS, Montgomery & Levine 2016): local linear-Gaussian
+controllers, improved by LQR within a KL step of the global policy, teach one neural policy.
 
-Work in progress (issue 21): this module holds, so far, the time-varying linear-Gaussian pieces
-the algorithm is built from:
+The pieces, each usable alone:
 
-- :class:`LinearGaussianDynamics` ``x_{t+1} ~ N(A_t x_t + B_t u_t + c_t, W_t)``;
-- :class:`LinearGaussianController` ``u_t ~ N(K_t x_t + k_t, S_t)`` (absolute states and
-  actions, not deviations);
-- :func:`state_marginals`: the Gaussian marginals ``N(m_t, V_t)`` of the states a controller
-  visits from ``x_0 ~ N(m_0, V_0)``;
-- :func:`controller_kl`: ``KL(p || q)`` between the trajectory distributions of two controllers
-  under the same dynamics, in closed form: the dynamics' terms cancel, leaving
-  ``sum_t E_{x_t ~ p}[KL(p(u | x_t) || q(u | x_t))]``.
+- :class:`LinearGaussianDynamics` ``x_{t+1} ~ N(A_t x_t + B_t u_t + c_t, W_t)`` and
+  :class:`LinearGaussianController` ``u_t ~ N(K_t x_t + k_t, S_t)`` (absolute states and
+  actions); :func:`state_marginals`; :func:`controller_kl`, the KL between two controllers'
+  trajectory distributions in closed form (``sum_t E_{x_t ~ p}[KL(p(u|x_t) || q(u|x_t))]``: the
+  dynamics' terms cancel); :func:`expected_cost` of a controller under a quadratic cost.
+- :func:`c_step`: maximum-entropy LQR on ``cost - eta log prior`` through ``planners.lqr.tvlqr``
+  (its cross term carries the prior's coupling of ``u`` and ``x``; the controller's covariance is
+  ``eta Quu^-1``); :func:`bracket_eta` finds the ``eta`` whose controller is ``target`` nats from
+  the prior; :func:`step_multiplier` adapts the step from predicted against actual improvement.
+- :func:`fit_dynamics`: linear-Gaussian dynamics by regression on samples, optionally under a
+  normal-inverse-Wishart prior from a :class:`GMMPrior` (a mixture over all samples) or
+  :func:`model_prior` (a model's linearisation). :func:`linearize_policy`: the global policy as
+  a linear-Gaussian controller around the samples. :func:`psd_project`: the regularisation
+  applied to every cost Hessian and covariance, counted in the log instead of crashing.
+- :class:`GPSSystem` (model, cost, horizon, conditions, where samples come from) and
+  :func:`task_system` for recede's tasks; :func:`gps`, the loop, with :class:`GPSConfig`,
+  checkpoint and resume; ``recede gps`` on the command line.
 
-Shapes: ``H`` steps, ``nx`` states, ``nu`` actions.
+Shapes: ``H`` steps, ``nx`` states, ``nu`` actions, ``M`` conditions, ``N`` samples.
 """
 
 from __future__ import annotations
@@ -23,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from recede.errors import InvalidArgumentError
+from recede.policy_learning.imitation import _seed_of
 
 
 def _stack(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
@@ -511,10 +521,6 @@ def linearize_policy(act_batch, X: np.ndarray, cov: np.ndarray, *, eps: float = 
 
 DYNAMICS_MODES = ("model", "fit", "fit+prior")
 PRIORS = ("gmm", "model")
-
-
-def _seed_of(key) -> int:
-    return int(np.random.SeedSequence([int(k) for k in key]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
 
 class GPSSystem:
