@@ -226,7 +226,9 @@ def c_step(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: LinearG
            eta: float) -> tuple[LinearGaussianController, object]:
     """The C-step for one condition: the linear-Gaussian controller minimising
     ``E_p[cost] + eta KL(p || prior)`` under ``dyn`` (maximum-entropy LQR on the cost plus
-    ``-eta log prior(u | x)``, with temperature ``eta``), and the ``tvlqr`` solution it came from.
+    ``-eta log prior(u | x)``, with temperature ``eta``), and the ``tvlqr`` solution it came from
+    (for ``eta > 0``, of the equivalent ``cost / eta - log prior``, whose numbers stay bounded as
+    ``eta`` grows).
 
     Its gains are ``tvlqr``'s on the augmented cost and its covariance ``eta Quu^-1``. ``eta = 0``
     gives ``tvlqr`` on the cost alone (then the covariance is undefined: the returned controller
@@ -238,20 +240,23 @@ def c_step(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: LinearG
         raise InvalidArgumentError(f"eta must be a finite number >= 0, got {eta!r}")
     H, nx, nu = dyn.H, dyn.nx, dyn.nu
     Q, q, R, r, N = (np.array(a, dtype=np.float64) for a in (cost.Q, cost.q, cost.R, cost.r, cost.N))
+    Qf, qf = np.array(cost.Qf, dtype=np.float64), np.array(cost.qf, dtype=np.float64)
     if eta > 0:
+        # cost / eta - log prior: the same gains, and numbers that stay bounded as eta grows
+        Q, q, R, r, N, Qf, qf = (a / eta for a in (Q, q, R, r, N, Qf, qf))
         P_inv = np.linalg.inv(prior.S)  # (H, nu, nu) precisions
         PK = P_inv @ prior.K  # (H, nu, nx)
         Pk = np.einsum("tij,tj->ti", P_inv, prior.k)
         # -log prior(u|x) = 1/2 (u - Kx - k)' S^-1 (u - Kx - k) + const
-        Q = Q + eta * np.swapaxes(prior.K, 1, 2) @ PK
-        q = q + eta * np.einsum("tji,tj->ti", prior.K, Pk)
-        R = R + eta * P_inv
-        r = r - eta * Pk
-        N = N - eta * PK
+        Q = Q + np.swapaxes(prior.K, 1, 2) @ PK
+        q = q + np.einsum("tji,tj->ti", prior.K, Pk)
+        R = R + P_inv
+        r = r - Pk
+        N = N - PK
     Q = 0.5 * (Q + np.swapaxes(Q, 1, 2))
-    sol = tvlqr(dyn.A, dyn.B, Q, R, cost.Qf, c=dyn.c, q=q, r=r, qf=cost.qf, N=N)
+    sol = tvlqr(dyn.A, dyn.B, Q, R, Qf, c=dyn.c, q=q, r=r, qf=qf, N=N)
     if eta > 0:
-        S = eta * np.linalg.inv(sol.Quu)
+        S = np.linalg.inv(sol.Quu)  # the scaled Q-function's Hessian: eta Quu^-1 of the unscaled one
     else:
         S = np.broadcast_to(1e-12 * np.eye(nu), (H, nu, nu))
     return LinearGaussianController(sol.K, sol.k, 0.5 * (S + np.swapaxes(S, 1, 2))), sol
