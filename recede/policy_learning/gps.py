@@ -435,7 +435,8 @@ class BracketResult:
     """The C-step at the found ``eta``: the controller, its KL to the prior (summed over steps),
     the target, the tries, whether ``|kl - target| <= tol * target`` (or the constraint is
     inactive: the KL stays below the target at ``eta_min``), and how many tries failed (a
-    non-positive-definite Q-function Hessian: treated as too small an ``eta``)."""
+    non-positive-definite Q-function Hessian: treated as too small an ``eta``). Not converged:
+    the feasible controller with the smallest eta, or, with none feasible, the prior itself."""
 
     controller: LinearGaussianController
     eta: float
@@ -460,7 +461,6 @@ def bracket_eta(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: Li
     lo = hi = None  # lo: an eta whose KL is too large; hi: one whose KL is below the target
     best = None  # the feasible (KL <= target) solution with the smallest eta
     failures = 0
-    last = None
     for tries in range(1, max_tries + 1):
         try:
             ctrl, _ = c_step(dyn, cost, prior, eta)
@@ -470,8 +470,6 @@ def bracket_eta(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: Li
         except (InvalidArgumentError, np.linalg.LinAlgError, FloatingPointError):
             failures += 1
             ctrl, kl = None, np.inf
-        if ctrl is not None:
-            last = (ctrl, eta, kl)
         if ctrl is not None and abs(kl - target) <= tol * target:
             return BracketResult(ctrl, eta, kl, float(target), tries, True, failures)
         if kl > target:
@@ -486,10 +484,13 @@ def bracket_eta(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: Li
             if eta <= eta_min:  # the constraint is inactive
                 return BracketResult(ctrl, eta, kl, float(target), tries, True, failures)
             eta = max(np.sqrt(lo * hi) if lo is not None else eta / 10.0, eta_min)
-    pick = best if best is not None else last
-    if pick is None:  # every try failed: keep the prior itself (KL 0)
-        return BracketResult(prior, float(eta_max), 0.0, float(target), max_tries, False, failures)
-    return BracketResult(pick[0], float(pick[1]), float(pick[2]), float(target), tries, False, failures)
+    if best is None:
+        # No eta up to eta_max met the step (or those tries failed): with an unstable open loop
+        # over a long horizon the cost-to-go grows like |A|^(2H) and outweighs any finite eta
+        # (planted in the tests), and at large eta the Riccati recursion can lose positive
+        # definiteness to rounding. eta -> infinity's solution is the prior itself, KL 0.
+        return BracketResult(prior, float(eta_max), 0.0, float(target), tries, False, failures)
+    return BracketResult(best[0], float(best[1]), float(best[2]), float(target), tries, False, failures)
 
 
 def step_multiplier(predicted: float, actual: float, current: float, lo: float, hi: float) -> float:
@@ -804,8 +805,9 @@ class IterationLog:
     the linearised global policy, the KL target (step) and eta; totals; the global policy's
     success rate from the conditions' own starts and from held-out starts, and its held-out
     mean cost (NaN where not scored); the regularisations applied (PSD
-    projections of cost Hessians and dynamics covariances, failed C-step tries); the sample
-    count so far and the wall time."""
+    projections of cost Hessians and dynamics covariances, failed C-step tries, conditions whose
+    C-step kept the prior because no eta met the step); the sample count so far and the wall
+    time."""
 
     iteration: int
     local_cost: list[float]
@@ -819,6 +821,7 @@ class IterationLog:
     holdout_cost: float
     regularised: int
     c_step_failures: int
+    kept_prior: int
     samples: int
     wall_s: float
 
@@ -831,8 +834,9 @@ class IterationLog:
             s += f"  success: conditions {self.condition_success:.0%}"
         if np.isfinite(self.holdout_success):
             s += f", held-out {self.holdout_success:.0%}"
-        if self.regularised or self.c_step_failures:
-            s += f"  (regularised {self.regularised}, failed C-step tries {self.c_step_failures})"
+        if self.regularised or self.c_step_failures or self.kept_prior:
+            s += (f"  (regularised {self.regularised}, failed C-step tries {self.c_step_failures}, "
+                  f"kept the prior {self.kept_prior})")
         return s + f"  [{self.wall_s:.0f} s]"
 
 
@@ -1010,7 +1014,7 @@ def gps(system: GPSSystem, config: GPSConfig = GPSConfig(), *, seed: int = 0, ou
     t0 = time.perf_counter() - wall0
     with torch_threads(config.threads):
         for it in range(start, config.iterations):
-            regularised = failures = 0
+            regularised = failures = kept = 0
             # 1. samples
             data = []
             for i in range(M):
@@ -1084,6 +1088,7 @@ def gps(system: GPSSystem, config: GPSConfig = GPSConfig(), *, seed: int = 0, ou
                 br = bracket_eta(dyns[i], costs[i], pis[i], *starts[i], target, eta0=etas[i])
                 etas[i] = br.eta
                 failures += br.failures
+                kept += br.controller is pis[i]
                 new.append(br.controller)
                 kls.append(br.kl)
                 targets.append(target)
@@ -1100,7 +1105,7 @@ def gps(system: GPSSystem, config: GPSConfig = GPSConfig(), *, seed: int = 0, ou
             hs, hc = heldout(policy) if heldout is not None else (np.nan, np.nan)
             entry = IterationLog(it, [float(d[2].mean()) for d in data], pol_cost, kls, targets,
                                  etas.tolist(), step_mult.tolist(), cond_success, float(hs), float(hc), int(regularised),
-                                 int(failures), int(samples), time.perf_counter() - t0)
+                                 int(failures), int(kept), int(samples), time.perf_counter() - t0)
             log.append(entry)
             if out:
                 _write_outputs(out, policy, net, log, system, {
@@ -1145,7 +1150,8 @@ def _write_outputs(out: str, policy, net, log, system, state) -> None:
 
 
 CSV_FIELDS = ("iteration", "condition", "local_cost", "policy_cost", "kl", "kl_target", "eta", "step_mult",
-              "condition_success", "holdout_success", "holdout_cost", "regularised", "c_step_failures", "samples", "wall_s")
+              "condition_success", "holdout_success", "holdout_cost", "regularised", "c_step_failures", "kept_prior", "samples",
+              "wall_s")
 
 
 def write_log_csv(path: str, log) -> None:
@@ -1163,7 +1169,7 @@ def write_log_csv(path: str, log) -> None:
             w.writerow([e.iteration, i, f"{e.local_cost[i]:.6g}", f"{e.policy_cost[i]:.6g}", f"{e.kl[i]:.6g}",
                         f"{e.kl_target[i]:.6g}", f"{e.eta[i]:.6g}", f"{e.step_mult[i]:.6g}",
                         f"{e.condition_success:.6g}", f"{e.holdout_success:.6g}", f"{e.holdout_cost:.6g}", e.regularised, e.c_step_failures,
-                        e.samples, f"{e.wall_s:.3f}"])
+                        e.kept_prior, e.samples, f"{e.wall_s:.3f}"])
     with atomic_file(path, "path") as tmp:
         with open(tmp, "w", newline="") as f:
             f.write(buf.getvalue())

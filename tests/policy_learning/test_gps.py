@@ -392,3 +392,20 @@ def test_gps_linearises_a_learned_ensemble():
                                atol=1e-9)
     res = gps(system, GPSConfig(iterations=1, samples=2, hidden=(8,), policy_steps=5, holdout=0), seed=0)
     assert np.all(np.isfinite(res.log[0].policy_cost)) and np.all(np.isfinite(res.controllers[0].K))
+
+
+def test_bracket_eta_falls_back_to_the_prior_when_no_eta_meets_the_step():
+    """An unstable open loop over 200 steps: the cost-to-go grows like 1.3^400 and outweighs
+    every eta up to 1e16, so no C-step comes within the KL step; the prior itself (eta ->
+    infinity, KL 0) is returned, flagged, instead of a controller 1e5 nats away."""
+    from recede.policy_learning.gps import QuadraticCostTerms, bracket_eta
+
+    T, nx, nu = 200, 2, 1
+    A = np.stack([np.array([[1.3, 0.1], [0.0, 1.3]])] * T)
+    B = np.stack([np.array([[0.0], [1.0]])] * T)
+    dyn = LinearGaussianDynamics(A, B, np.zeros((T, nx)), np.stack([np.eye(nx) * 1e-6] * T))
+    prior = LinearGaussianController(np.zeros((T, nu, nx)), np.zeros((T, nu)), np.stack([np.eye(nu) * 1e-4] * T))
+    cost = QuadraticCostTerms(np.stack([np.eye(nx)] * T), np.zeros((T, nx)), np.stack([np.eye(nu) * 0.1] * T),
+                              np.zeros((T, nu)), np.zeros((T, nu, nx)), np.eye(nx), np.zeros(nx))
+    br = bracket_eta(dyn, cost, prior, np.ones(nx), np.eye(nx) * 0.01, 5.0)
+    assert not br.converged and br.kl == 0.0 and br.controller is prior
