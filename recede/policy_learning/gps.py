@@ -31,21 +31,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from recede._linalg import as_matrix
 from recede.errors import InvalidArgumentError
 from recede.policy_learning.imitation import _seed_of
 
 
-def _stack(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
-    a = np.array(a, dtype=np.float64)
-    if a.shape != shape:
-        raise InvalidArgumentError(f"{name} must have shape {shape}, got {a.shape}")
-    if not np.all(np.isfinite(a)):
-        raise InvalidArgumentError(f"{name} must be finite")
-    return a
-
-
 def _covariances(name: str, a, shape: tuple[int, ...]) -> np.ndarray:
-    a = _stack(name, a, shape)
+    a = as_matrix(name, a, shape)
     sym = 0.5 * (a + np.swapaxes(a, -1, -2))
     if np.abs(a - sym).max() > 1e-9 * max(1.0, np.abs(a).max()):
         raise InvalidArgumentError(f"{name} must be symmetric")
@@ -72,9 +64,9 @@ class LinearGaussianDynamics:
         B = np.array(self.B, dtype=np.float64)
         if B.ndim != 3 or B.shape[:2] != (H, nx):
             raise InvalidArgumentError(f"B must have shape ({H}, {nx}, nu), got {B.shape}")
-        object.__setattr__(self, "A", _stack("A", A, A.shape))
-        object.__setattr__(self, "B", _stack("B", B, B.shape))
-        object.__setattr__(self, "c", _stack("c", self.c, (H, nx)))
+        object.__setattr__(self, "A", as_matrix("A", A, A.shape))
+        object.__setattr__(self, "B", as_matrix("B", B, B.shape))
+        object.__setattr__(self, "c", as_matrix("c", self.c, (H, nx)))
         object.__setattr__(self, "W", _covariances("W", self.W, (H, nx, nx)))
 
     @property
@@ -103,8 +95,8 @@ class LinearGaussianController:
         if K.ndim != 3:
             raise InvalidArgumentError(f"K must have shape (H, nu, nx), got {K.shape}")
         H, nu, _ = K.shape
-        object.__setattr__(self, "K", _stack("K", K, K.shape))
-        object.__setattr__(self, "k", _stack("k", self.k, (H, nu)))
+        object.__setattr__(self, "K", as_matrix("K", K, K.shape))
+        object.__setattr__(self, "k", as_matrix("k", self.k, (H, nu)))
         S = _covariances("S", self.S, (H, nu, nu))
         if np.linalg.eigvalsh(S).min() <= 0:
             raise InvalidArgumentError("S must be positive definite at every step")
@@ -153,7 +145,7 @@ def state_marginals(dyn: LinearGaussianDynamics, ctrl: LinearGaussianController,
     H, nx = dyn.H, dyn.nx
     m = np.empty((H + 1, nx))
     V = np.empty((H + 1, nx, nx))
-    m[0] = _stack("m0", m0, (nx,))
+    m[0] = as_matrix("m0", m0, (nx,))
     V[0] = _covariances("V0", V0, (nx, nx))
     for t in range(H):
         F = dyn.A[t] + dyn.B[t] @ ctrl.K[t]  # closed loop
