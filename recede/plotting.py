@@ -242,7 +242,6 @@ def plot_learning_curve(curves, path, *, title: str = "", format: str | None = N
     highest seed (min–max, not a standard deviation: with a few seeds it shows every seed; drawn
     for one run, or for a labelled run of several seeds), and each seed's own curve in a thin
     line. The legend names the runs by their labels."""
-    from recede._io import atomic_file
 
     format = plot_format(path) if format is None else format
     if format not in PLOT_FORMATS:
@@ -305,9 +304,7 @@ def plot_learning_curve(curves, path, *, title: str = "", format: str | None = N
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title)
-    with atomic_file(path, "path") as tmp:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format=format, dpi=100)
+    _write_figure(fig, path, format)
     return fig
 
 
@@ -317,7 +314,6 @@ def plot_imitation(curves, path, *, expert: float | None = None, title: str = ""
     drawn as its mean over seeds at the label counts every seed reached, with a band of one
     standard deviation over seeds (numpy's, ddof=0). ``expert``: the expert's mean return, drawn
     as a horizontal line. Returns the matplotlib ``Figure``."""
-    from recede._io import atomic_file
 
     format = plot_format(path) if format is None else format
     if format not in PLOT_FORMATS:
@@ -354,9 +350,7 @@ def plot_imitation(curves, path, *, expert: float | None = None, title: str = ""
     ax.grid(True, alpha=0.3)
     if title:
         ax.set_title(title)
-    with atomic_file(path, "path") as tmp:
-        with open(tmp, "wb") as f:
-            fig.savefig(f, format=format, dpi=100)
+    _write_figure(fig, path, format)
     return fig
 
 
@@ -367,7 +361,6 @@ def plot_gps(log, path, *, title: str = "", format: str | None = None):
     global policy's success rates (from the conditions, from held-out starts) on a second axis
     where they were scored. ``log``: the
     :class:`~recede.policy_learning.gps.IterationLog` list. Returns the matplotlib ``Figure``."""
-    from recede._io import atomic_file
 
     format = plot_format(path) if format is None else format
     if format not in PLOT_FORMATS:
@@ -404,7 +397,14 @@ def plot_gps(log, path, *, title: str = "", format: str | None = None):
     ax.legend(handles, labels, loc="best", fontsize="small", frameon=False)
     if title:
         ax.set_title(title)
+    _write_figure(fig, path, format)
+    return fig
+
+
+def _write_figure(fig, path, format: str) -> None:
+    """Write ``fig`` whole to ``path`` (a temporary file renamed over it)."""
+    from recede._io import atomic_file
+
     with atomic_file(path, "path") as tmp:
         with open(tmp, "wb") as f:
             fig.savefig(f, format=format, dpi=100)
-    return fig

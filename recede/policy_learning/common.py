@@ -46,6 +46,15 @@ def check_seeds(seeds) -> tuple[int, ...]:
     return tuple(int(s) for s in out)
 
 
+def check_hidden(hidden) -> tuple[int, ...]:
+    """A policy's hidden layer widths as a tuple of ints >= 1 (``()``: the linear class)."""
+    if not isinstance(hidden, (tuple, list)) or any(
+            isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in hidden):
+        raise InvalidArgumentError(f"hidden must be a tuple of ints >= 1 (or () for a linear policy), "
+                                   f"got {hidden!r}")
+    return tuple(int(h) for h in hidden)
+
+
 def check_int(name, v, minimum):
     """A config field: an int >= ``minimum``, else a named error."""
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:

@@ -230,7 +230,7 @@ def c_step(dyn: LinearGaussianDynamics, cost: QuadraticCostTerms, prior: LinearG
     _check_pair(dyn, prior, "prior")
     if isinstance(eta, bool) or not isinstance(eta, (int, float, np.floating)) or not np.isfinite(eta) or eta < 0:
         raise InvalidArgumentError(f"eta must be a finite number >= 0, got {eta!r}")
-    H, nx, nu = dyn.H, dyn.nx, dyn.nu
+    H, nu = dyn.H, dyn.nu
     Q, q, R, r, N = (np.array(a, dtype=np.float64) for a in (cost.Q, cost.q, cost.R, cost.r, cost.N))
     Qf, qf = np.array(cost.Qf, dtype=np.float64), np.array(cost.qf, dtype=np.float64)
     if eta > 0:
@@ -758,7 +758,7 @@ class GPSConfig:
     threads: int = 1
 
     def __post_init__(self):
-        from recede.policy_learning.common import check_float, check_int
+        from recede.policy_learning.common import check_float, check_hidden, check_int
 
         check_int("iterations", self.iterations, 1)
         check_int("samples", self.samples, 1)
@@ -778,11 +778,7 @@ class GPSConfig:
             raise InvalidArgumentError(f"kl_to must be 'policy' or 'previous', got {self.kl_to!r}")
         if self.sample_from not in ("local", "policy"):
             raise InvalidArgumentError(f"sample_from must be 'local' or 'policy', got {self.sample_from!r}")
-        if not isinstance(self.hidden, (tuple, list)) or any(
-                isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden):
-            raise InvalidArgumentError(f"hidden must be a tuple of ints >= 1 (or () for a linear policy), "
-                                       f"got {self.hidden!r}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden", check_hidden(self.hidden))
         check_int("policy_steps", self.policy_steps, 1)
         check_int("batch_size", self.batch_size, 1)
         check_float("lr", self.lr, 0.0, 1.0, lo_open=True)

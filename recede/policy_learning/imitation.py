@@ -46,7 +46,7 @@ from recede.experiments.episode import episode_spec
 from recede.models.ensemble import torch_threads
 from recede.planners.registry import make_planner
 from recede.policies import DeterministicPolicyNet, GaussianPolicyNet, LinearPolicyNet, NetworkPolicy, task_sizes
-from recede.policy_learning.common import check_float, check_int
+from recede.policy_learning.common import check_float, check_hidden, check_int
 
 LOSSES = ("mse", "nll")
 SCHEDULES = ("linear", "exponential")
@@ -84,11 +84,7 @@ class BCConfig:
     def __post_init__(self):
         if self.loss not in LOSSES:
             raise InvalidArgumentError(f"loss must be one of {list(LOSSES)}, got {self.loss!r}")
-        if not isinstance(self.hidden, (tuple, list)) or any(
-                isinstance(h, bool) or not isinstance(h, (int, np.integer)) or h < 1 for h in self.hidden):
-            raise InvalidArgumentError(f"hidden must be a tuple of ints >= 1 (or () for a linear policy), "
-                                       f"got {self.hidden!r}")
-        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        object.__setattr__(self, "hidden", check_hidden(self.hidden))
         if not self.hidden and self.loss != "mse":
             raise InvalidArgumentError(f"loss must be 'mse' for a linear policy (hidden=()), got {self.loss!r}")
         check_float("lr", self.lr, 0.0, 1.0, lo_open=True)

@@ -252,8 +252,6 @@ def test_gps_linear_policy_converges_to_the_lqr_gain():
     """A linear system, a quadratic cost with the Riccati terminal cost: every local optimum is
     the infinite-horizon LQR gain, and the linear global policy (its S-step is closed-form
     weighted least squares) converges to it; its cost from each start is then x0'Px0/2."""
-    import scipy.linalg
-
     from recede.policy_learning.gps import GPSConfig, gps
 
     system, K = _lq_system()
@@ -266,7 +264,6 @@ def test_gps_linear_policy_converges_to_the_lqr_gain():
     assert res.log[0].policy_cost[0] > want[0] * (1 + 1e-3)  # it had to learn
     assert all(np.isfinite(e.kl).all() for e in res.log)
     assert res.samples == 5 * 4 * 4 * system.H
-    del scipy
     # without the KL to the policy (a trust region around each controller's last version) the
     # local controllers still converge to LQR, and the policy, their behaviour clone, to K
     res = gps(system, dataclasses.replace(cfg, kl_to="previous"), seed=0)
