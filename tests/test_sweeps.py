@@ -1,0 +1,80 @@
+"""Sweeps: stable expansion and ids, validation before any trial, the local pool against serial
+runs, and results that survive a cut-short write."""
+
+import json
+import os
+
+import pytest
+
+from recede.errors import InvalidArgumentError
+from recede.sweeps import SweepSpec, run_sweep
+
+FIXED = {"task": "pendulum-swingup", "steps": 8}
+
+
+def _strip(rec):
+    return {k: v for k, v in rec.items() if k != "timing"}
+
+
+def test_expansion_order_and_stable_ids():
+    s = SweepSpec.make("run", {"planner": ["cem", "mppi"], "samples": [50, 100]}, [0, 1], FIXED)
+    trials = s.trials()
+    assert [(t.planner, dict(t.options)["samples"], t.seed) for t in trials] == [
+        ("cem", 50, 0), ("cem", 50, 1), ("cem", 100, 0), ("cem", 100, 1),
+        ("mppi", 50, 0), ("mppi", 50, 1), ("mppi", 100, 0), ("mppi", 100, 1)]
+    again = SweepSpec.make("run", {"planner": ["cem", "mppi"], "samples": [50, 100]}, [0, 1], FIXED)
+    assert [t.id for t in trials] == [t.id for t in again.trials()] and s.id == again.id
+    assert len({t.id for t in trials}) == 8
+    assert trials[0].config_key == trials[1].config_key and trials[0].id != trials[1].id
+    other = SweepSpec.make("run", {"planner": ["cem", "mppi"], "samples": [50, 200]}, [0, 1], FIXED)
+    assert other.id != s.id
+
+
+def test_bad_input_before_any_trial(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    s = SweepSpec.make("run", {"sampels": [50]}, [0], FIXED)
+    with pytest.raises(InvalidArgumentError, match="sampels"):
+        run_sweep(s, path, workers=1)
+    assert not os.path.exists(path)  # nothing ran, nothing written
+    with pytest.raises(InvalidArgumentError, match="no values"):
+        SweepSpec.make("run", {"samples": []}, [0], FIXED)
+    with pytest.raises(InvalidArgumentError, match="at least one seed"):
+        SweepSpec.make("run", {"samples": [50]}, [], FIXED)
+    with pytest.raises(InvalidArgumentError, match="distinct"):
+        SweepSpec.make("run", {"samples": [50]}, [1, 1], FIXED)
+    with pytest.raises(InvalidArgumentError, match="needs a task"):
+        SweepSpec.make("run", {"samples": [50]}, [0], {})
+    with pytest.raises(InvalidArgumentError, match="command"):
+        SweepSpec.make("fly", {"samples": [50]}, [0], FIXED)
+
+
+def test_local_pool_equals_serial_and_resume_skips_finished(tmp_path):
+    s = SweepSpec.make("run", {"planner": ["cem", "mppi"], "samples": [30]}, [0, 1], FIXED)
+    serial = run_sweep(s, str(tmp_path / "a.jsonl"), workers=1)
+    pooled = run_sweep(s, str(tmp_path / "b.jsonl"), workers=2)
+    assert [_strip(r) for r in serial] == [_strip(r) for r in pooled]
+    assert [r["id"] for r in serial] == [t.id for t in s.trials()]
+    # a write cut short after two records: the partial line is dropped, only the rest rerun
+    path = tmp_path / "b.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:3]) + lines[3][:25])
+    seen = []
+    again = run_sweep(s, str(path), workers=1, on_record=lambda rec, done, total: seen.append(rec["id"]))
+    assert len(seen) == 2 and not set(seen) & {json.loads(x)["id"] for x in lines[1:3]}
+    assert [_strip(r) for r in again] == [_strip(r) for r in serial]
+    assert len(path.read_bytes().splitlines()) == 1 + 4
+    # everything finished: nothing runs
+    seen.clear()
+    run_sweep(s, str(path), workers=2, on_record=lambda rec, done, total: seen.append(rec))
+    assert seen == []
+
+
+def test_results_of_another_sweep_refused_unless_forced(tmp_path):
+    path = str(tmp_path / "r.jsonl")
+    a = SweepSpec.make("run", {"samples": [30]}, [0], FIXED)
+    run_sweep(a, path, workers=1)
+    b = SweepSpec.make("run", {"samples": [40]}, [0], FIXED)
+    with pytest.raises(InvalidArgumentError, match="--force"):
+        run_sweep(b, path, workers=1)
+    recs = run_sweep(b, path, workers=1, force=True)
+    assert len(recs) == 1 and recs[0]["trial"]["options"] == {"samples": 40}
