@@ -266,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_value_command(sub)
     _add_imitate_command(sub)
     _add_gps_command(sub)
+    _add_sweep_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -2574,4 +2575,71 @@ def _cmd_gps(args) -> int:
                 if math.isfinite(last.holdout_success) else "")
         print(f"done: {res.samples} env steps of samples, global policy cost {sum(last.policy_cost) / len(last.policy_cost):.4g}"
               f"{tail}; wrote {args.out}/gps.csv, gps.png, policy/")
+    return 0
+
+
+def _grid_item(text: str) -> tuple[str, list]:
+    """'samples=100,200' -> ('samples', [100, 200])."""
+    name, eq, values = text.partition("=")
+    name = name.strip()
+    if not eq or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=V1,V2,..., got {text!r}")
+    vals = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    if not vals:
+        raise argparse.ArgumentTypeError(f"option {name!r} has no values, got {text!r}")
+    return name, vals
+
+
+def _add_sweep_command(sub) -> None:
+    sw = sub.add_parser(
+        "sweep", help="run a grid of trials (tasks x planners x options x seeds) on all cores",
+        description="Expand --grid and --seeds into trials (the first --grid varying slowest, seeds "
+                    "innermost), check every one before any runs, and run them on a local process pool "
+                    "(one worker per core, one thread each). Each finished trial is appended whole to "
+                    "OUT/results.jsonl; running the same command again skips the finished trials.")
+    sw.add_argument("--task", default=None, help="the task of every trial (or sweep 'task' with --grid)")
+    sw.add_argument("--planner", default=None, help="the planner of every trial (default: cem; or sweep it)")
+    sw.add_argument("--grid", action="append", type=_grid_item, default=[], metavar="NAME=V1,V2,...",
+                    help="a swept setting: task, planner, horizon, steps or a planner option; repeatable")
+    sw.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
+                    help="a fixed planner option of every trial; repeatable")
+    sw.add_argument("--steps", type=_steps_arg, default=None, help="steps per episode (default: the task's)")
+    sw.add_argument("--seeds", type=_seed_list, default=[0], help="seeds as A..B or a comma list (default: 0)")
+    sw.add_argument("--workers", type=_steps_arg, default=None, help="worker processes (default: the cores)")
+    sw.add_argument("--out", metavar="DIR", required=True, help="output directory (results.jsonl)")
+    sw.add_argument("--force", action="store_true", help="replace a results file of another sweep")
+    sw.add_argument("--no-progress", action="store_true", help="print no progress lines")
+    sw.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args) -> int:
+    from recede.errors import InvalidArgumentError
+    from recede.sweeps import SweepSpec, run_sweep
+
+    grid: dict = {}
+    for name, values in args.grid:
+        if name in grid:
+            raise _UsageError(f"argument --grid: {name!r} given twice")
+        grid[name] = values
+    fixed = _parse_options(args.option, "--option", False)
+    for key in ("task", "planner", "steps"):
+        if getattr(args, key) is not None:
+            fixed[key] = getattr(args, key)
+    try:
+        sweep = SweepSpec.make("run", grid, args.seeds, fixed)
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "results.jsonl")
+
+        def progress(rec, done, total):
+            if not args.no_progress:
+                t = rec["trial"]
+                opts = " ".join(f"{k}={v}" for k, v in t["options"].items())
+                print(f"[{done}/{total}] {t['task']} {t['planner']} {opts} seed {t['seed']}: return "
+                      f"{rec['summary']['return']:.4g} ({rec['timing']['wall_s']:.1f} s)", flush=True)
+
+        records = run_sweep(sweep, path, workers=args.workers, force=args.force, on_record=progress)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"sweep: {e}") from None
+    if not args.no_progress:
+        print(f"{len(records)} trials in {path}")
     return 0

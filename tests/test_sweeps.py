@@ -78,3 +78,39 @@ def test_results_of_another_sweep_refused_unless_forced(tmp_path):
         run_sweep(b, path, workers=1)
     recs = run_sweep(b, path, workers=1, force=True)
     assert len(recs) == 1 and recs[0]["trial"]["options"] == {"samples": 40}
+
+
+def test_sweep_killed_with_sigkill_resumes_without_loss_or_repeats(tmp_path):
+    """SIGKILL the sweep's process group once two trials are on disk; the rerun runs only the
+    rest, and the records equal an uninterrupted sweep's (timings aside)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "killed"
+    argv = [sys.executable, "-m", "recede", "sweep", "--task", "pendulum-swingup", "--steps", "40",
+            "--grid", "samples=30,40,50,60,70,80", "--seeds", "0", "--workers", "1", "--no-progress",
+            "--out", str(out)]
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    path = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        if path.exists() and len(path.read_bytes().splitlines()) >= 3:  # header + 2 records
+            break
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before it could be killed: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    before = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:] if x.endswith(b"}")]
+    assert 2 <= len(before) < 6
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    ids = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
+    assert len(ids) == len(set(ids)) == 6  # none lost, none run twice
+    assert ids[:len(before)] == before
+    whole = run_sweep(SweepSpec.make("run", {"samples": [30, 40, 50, 60, 70, 80]}, [0],
+                                     {"task": "pendulum-swingup", "steps": 40}), str(tmp_path / "w.jsonl"),
+                      workers=1)
+    resumed = {r["id"]: _strip(r) for r in map(json.loads, path.read_bytes().splitlines()[1:])}
+    assert {r["id"]: _strip(r) for r in whole} == resumed
