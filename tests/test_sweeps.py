@@ -114,3 +114,21 @@ def test_sweep_killed_with_sigkill_resumes_without_loss_or_repeats(tmp_path):
                       workers=1)
     resumed = {r["id"]: _strip(r) for r in map(json.loads, path.read_bytes().splitlines()[1:])}
     assert {r["id"]: _strip(r) for r in whole} == resumed
+
+
+@pytest.mark.heavy
+def test_cold_cache_sweep_with_two_workers(tmp_path):
+    """Two workers compiling the same kernels into an empty Numba cache at once: the sweep
+    finishes, every trial recorded."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    argv = [sys.executable, "-m", "recede", "sweep", "--task", "pendulum-swingup", "--steps", "5",
+            "--grid", "planner=cem,mppi", "--seeds", "0..1", "--workers", "2", "--no-progress",
+            "--out", str(tmp_path / "out")]
+    res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 4
+    assert any((tmp_path / "cache").rglob("*.nbi"))
