@@ -267,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_imitate_command(sub)
     _add_gps_command(sub)
     _add_sweep_command(sub)
+    _add_sweep_report_command(sub)
 
     tasks = sub.add_parser("tasks", help="list the tasks", description="List every registered task.")
     tasks.set_defaults(func=_cmd_tasks)
@@ -2254,31 +2255,9 @@ def _fail(message: str, code: int) -> int:
 def _route_mujoco_warnings():
     """Send MuJoCo's warnings to stderr, one line per distinct message at the end, instead of
     letting MuJoCo append them to MUJOCO_LOG.TXT in the user's directory. Returns the undo."""
-    import mujoco
+    from recede._mujoco_log import route_warnings
 
-    import re
-
-    seen: dict[str, int] = {}
-    previous = mujoco.get_mju_user_warning()
-
-    def record(message: str) -> None:  # may run on MuJoCo's rollout threads
-        key = " ".join(str(message).split())
-        if re.match(r"compiler attribute '\w+' is deprecated", key):
-            return  # about Gymnasium's own XML assets (settotalmass), nothing the user can change
-        # one line per kind: drop the time stamp and the index of the offending DOF
-        key = re.sub(r"\s*Time = [-+0-9.eE]+\.?", "", key)
-        key = re.sub(r"\b(DOF|dof) \d+", r"\1 #", key)
-        seen[key] = seen.get(key, 0) + 1
-
-    mujoco.set_mju_user_warning(record)
-
-    def restore() -> None:
-        mujoco.set_mju_user_warning(previous)
-        for message, count in seen.items():
-            times = f" ({count} times)" if count > 1 else ""
-            print(f"{PROG}: mujoco warning: {message}{times}", file=sys.stderr)
-
-    return restore
+    return route_warnings()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -2592,41 +2571,120 @@ def _grid_item(text: str) -> tuple[str, list]:
 
 def _add_sweep_command(sub) -> None:
     sw = sub.add_parser(
-        "sweep", help="run a grid of trials (tasks x planners x options x seeds) on all cores",
-        description="Expand --grid and --seeds into trials (the first --grid varying slowest, seeds "
-                    "innermost), check every one before any runs, and run them on a local process pool "
-                    "(one worker per core, one thread each). Each finished trial is appended whole to "
-                    "OUT/results.jsonl; running the same command again skips the finished trials.")
+        "sweep", help="run a grid of trials (tasks x planners x options x seeds) on all cores or on Ray",
+        description="Expand --grid, --random and --seeds (or a TOML --spec) into trials (the first --grid "
+                    "varying slowest, seeds innermost), check every one before any runs, and run them on a "
+                    "local process pool (one worker per core, one thread each) or on Ray (--backend ray). "
+                    "Each finished trial is appended whole to OUT/results.jsonl; running the same command "
+                    "again skips the finished trials. Report with: recede sweep-report OUT/results.jsonl")
+    sw.add_argument("--spec", metavar="FILE.toml", default=None,
+                    help="the sweep from a TOML file (task, planner, steps, seeds, [options], [grid], [random]) "
+                         "instead of the flags below")
     sw.add_argument("--task", default=None, help="the task of every trial (or sweep 'task' with --grid)")
     sw.add_argument("--planner", default=None, help="the planner of every trial (default: cem; or sweep it)")
     sw.add_argument("--grid", action="append", type=_grid_item, default=[], metavar="NAME=V1,V2,...",
                     help="a swept setting: task, planner, horizon, steps or a planner option; repeatable")
+    sw.add_argument("--random", action="append", type=_random_item, default=[], metavar="NAME=DIST:ARGS",
+                    help="random search over an option: uniform:LO,HI, log:LO,HI, int:LO,HI or choice:V1,V2; "
+                         "repeatable; the draws are crossed with the grid")
+    sw.add_argument("--random-trials", type=_steps_arg, default=8, metavar="N",
+                    help="settings drawn for --random (default 8)")
+    sw.add_argument("--random-seed", type=_non_negative_int, default=0, help="seed of the draws (default 0)")
     sw.add_argument("--option", action="append", default=[], metavar="NAME=VALUE",
                     help="a fixed planner option of every trial; repeatable")
     sw.add_argument("--steps", type=_steps_arg, default=None, help="steps per episode (default: the task's)")
-    sw.add_argument("--seeds", type=_seed_list, default=[0], help="seeds as A..B or a comma list (default: 0)")
-    sw.add_argument("--workers", type=_steps_arg, default=None, help="worker processes (default: the cores)")
+    sw.add_argument("--seeds", default=None, metavar="A..B|A,B,C", help="seeds (default: 0)")
+    sw.add_argument("--backend", choices=("local", "ray"), default="local",
+                    help="local: a process pool on this machine (default); ray: Ray tasks (pip install 'recede[ray]')")
+    sw.add_argument("--address", default=None,
+                    help="Ray cluster to join (auto, HOST:6379 or ray://HOST:10001); default: start a local Ray")
+    sw.add_argument("--cpus-per-trial", type=float, default=1.0, help="Ray CPUs per trial (default 1)")
+    sw.add_argument("--workers", type=_steps_arg, default=None,
+                    help="worker processes, or the CPUs of a local Ray (default: the cores)")
     sw.add_argument("--out", metavar="DIR", required=True, help="output directory (results.jsonl)")
     sw.add_argument("--force", action="store_true", help="replace a results file of another sweep")
     sw.add_argument("--no-progress", action="store_true", help="print no progress lines")
     sw.set_defaults(func=_cmd_sweep)
 
 
+def _add_sweep_report_command(sub) -> None:
+    rp = sub.add_parser(
+        "sweep-report", help="summarize a sweep: mean ± 95%% CI per config over seeds, a CSV and plots",
+        description="Read a sweep's results.jsonl (finished or not), print one row per config (the trial "
+                    "without its seed): mean ± 95%% CI (Student's t) of the return over seeds, the success "
+                    "rate and the plan time; write summary.csv and PNG plots: bars per config, return curves "
+                    "with 95%% bands, and the return against one swept numeric option.")
+    rp.add_argument("results", help="a sweep's results.jsonl, or the directory holding it")
+    rp.add_argument("--out", metavar="DIR", default=None, help="where the CSV and plots go (default: beside results)")
+    rp.add_argument("--x", default=None,
+                    help="the swept numeric option to plot against (default: the one with the most values)")
+    from recede.sweeps.report import METRICS
+
+    rp.add_argument("--metric", default="return", choices=list(METRICS), help="the metric of the bars and the x plot")
+    rp.set_defaults(func=_cmd_sweep_report)
+
+
+def _cmd_sweep_report(args) -> int:
+    from recede.errors import InvalidArgumentError
+    from recede.sweeps.report import report
+
+    try:
+        out = report(args.results, args.out, x=args.x, metric=args.metric)
+    except InvalidArgumentError as e:
+        raise _UsageError(f"sweep-report: {e}") from None
+    print(out["table"])
+    print(f"wrote {out['csv']}")
+    for p in out["plots"]:
+        print(f"wrote {p}")
+    return 0
+
+
+def _random_item(text: str) -> tuple[str, dict]:
+    """'temperature=log:0.001,1' -> ('temperature', {'log_uniform': [0.001, 1.0]})."""
+    name, eq, rest = text.partition("=")
+    kind, colon, values = rest.partition(":")
+    name, kind = name.strip(), kind.strip()
+    kinds = {"uniform": "uniform", "log": "log_uniform", "log_uniform": "log_uniform", "int": "int_uniform",
+             "int_uniform": "int_uniform", "choice": "choice"}
+    if not eq or not name or not colon:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIST:ARGS (DIST one of uniform, log, int, choice), got {text!r}")
+    if kind not in kinds:
+        raise argparse.ArgumentTypeError(f"unknown distribution {kind!r} in {text!r}; known: uniform, log, int, choice")
+    vals = [_parse_value(v.strip()) for v in values.split(",") if v.strip()]
+    return name, {kinds[kind]: vals}
+
+
 def _cmd_sweep(args) -> int:
     from recede.errors import InvalidArgumentError
-    from recede.sweeps import SweepSpec, run_sweep
+    from recede.sweeps import SweepSpec, load_toml, run_sweep
 
-    grid: dict = {}
-    for name, values in args.grid:
-        if name in grid:
-            raise _UsageError(f"argument --grid: {name!r} given twice")
-        grid[name] = values
-    fixed = _parse_options(args.option, "--option", False)
-    for key in ("task", "planner", "steps"):
-        if getattr(args, key) is not None:
-            fixed[key] = getattr(args, key)
     try:
-        sweep = SweepSpec.make("run", grid, args.seeds, fixed)
+        if args.spec is not None:
+            clash = [f for f, v in (("--task", args.task), ("--planner", args.planner), ("--grid", args.grid),
+                                    ("--random", args.random), ("--option", args.option), ("--steps", args.steps),
+                                    ("--seeds", args.seeds)) if v]
+            if clash:
+                raise _UsageError(f"argument --spec: the file gives the sweep; drop {', '.join(clash)}")
+            sweep = load_toml(args.spec)
+        else:
+            grid: dict = {}
+            for name, values in args.grid:
+                if name in grid:
+                    raise _UsageError(f"argument --grid: {name!r} given twice")
+                grid[name] = values
+            space: dict = {}
+            for name, dist in args.random:
+                if name in space:
+                    raise _UsageError(f"argument --random: {name!r} given twice")
+                space[name] = dist
+            fixed = _parse_options(args.option, "--option", False)
+            for key in ("task", "planner", "steps"):
+                if getattr(args, key) is not None:
+                    fixed[key] = getattr(args, key)
+            random = {"trials": args.random_trials, "seed": args.random_seed, "space": space} if space else None
+            sweep = SweepSpec.make("run", grid, "0" if args.seeds is None else args.seeds, fixed, random)
+        if args.address is not None and args.backend != "ray":
+            raise _UsageError("argument --address: only with --backend ray")
         os.makedirs(args.out, exist_ok=True)
         path = os.path.join(args.out, "results.jsonl")
 
@@ -2637,7 +2695,8 @@ def _cmd_sweep(args) -> int:
                 print(f"[{done}/{total}] {t['task']} {t['planner']} {opts} seed {t['seed']}: return "
                       f"{rec['summary']['return']:.4g} ({rec['timing']['wall_s']:.1f} s)", flush=True)
 
-        records = run_sweep(sweep, path, workers=args.workers, force=args.force, on_record=progress)
+        records = run_sweep(sweep, path, backend=args.backend, workers=args.workers, force=args.force,
+                            on_record=progress, address=args.address, cpus_per_trial=args.cpus_per_trial)
     except InvalidArgumentError as e:
         raise _UsageError(f"sweep: {e}") from None
     if not args.no_progress:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -408,3 +409,138 @@ def _write_figure(fig, path, format: str) -> None:
     with atomic_file(path, "path") as tmp:
         with open(tmp, "wb") as f:
             fig.savefig(f, format=format, dpi=100)
+
+
+@dataclass(frozen=True)
+class SweepSeries:
+    """One line of a sweep figure: ``mean`` (with ``ci95``, the half-width of its 95% confidence
+    interval, NaN where undefined) at each ``x``; all three ``(P,)``."""
+
+    label: str
+    x: np.ndarray
+    mean: np.ndarray
+    ci95: np.ndarray
+
+
+def _sweep_colors(k: int) -> list:
+    from matplotlib import colormaps
+
+    if k <= 10:
+        return [f"C{i}" for i in range(k)]
+    cmap = colormaps["tab20"]
+    return [cmap(i % 20) for i in range(k)]
+
+
+def _band(ax, s: SweepSeries, color, alpha: float = 0.2) -> None:
+    ok = np.isfinite(s.ci95) & np.isfinite(s.mean)
+    if ok.any():
+        ax.fill_between(s.x, np.where(ok, s.mean - s.ci95, np.nan), np.where(ok, s.mean + s.ci95, np.nan),
+                        color=color, alpha=alpha, lw=0)
+
+
+def _legend(ax, k: int) -> None:
+    ax.legend(loc="best", fontsize="small" if k <= 6 else "x-small", frameon=False, ncol=1 if k <= 12 else 2)
+
+
+def plot_sweep_bars(labels: Sequence[str], means: Sequence[float], ci95: Sequence[float], path, *,
+                    xlabel: str = "return (mean, 95% CI)", title: str = "", format: str | None = None):
+    """A sweep's configs as horizontal bars (first config on top): ``means`` with ``ci95``
+    (half-widths; NaN draws no whisker) as error bars, written whole to ``path`` (png, pdf or
+    svg). Returns the matplotlib ``Figure``."""
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not (len(labels) == len(means) == len(ci95)) or not labels:
+        raise InvalidArgumentError(f"labels, means and ci95 must have the same length (at least 1), got "
+                                   f"{len(labels)}, {len(means)} and {len(ci95)}")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k = len(labels)
+    fig = Figure(figsize=(7.0, 1.0 + 0.32 * k), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    y = np.arange(k)
+    ci = np.asarray(ci95, dtype=np.float64)
+    ax.barh(y, np.asarray(means, dtype=np.float64), xerr=np.where(np.isfinite(ci), ci, 0.0),
+            color=_sweep_colors(k), capsize=3, error_kw={"lw": 1.0})
+    ax.set_yticks(y, labels, fontsize="small" if k <= 20 else "x-small")
+    ax.invert_yaxis()
+    ax.axvline(0.0, color="k", lw=0.6)
+    ax.set_xlabel(xlabel)
+    ax.grid(axis="x", alpha=0.3)
+    if title:
+        ax.set_title(title)
+    _write_figure(fig, path, format)
+    return fig
+
+
+def plot_sweep_curves(series: Sequence[SweepSeries], path, *, xlabel: str = "step",
+                      ylabel: str = "cumulative return (mean, 95% CI)", title: str = "",
+                      format: str | None = None):
+    """One line per config (``series``: its mean over seeds against the step) with its 95% CI
+    band, written whole to ``path`` (png, pdf or svg). Returns the matplotlib ``Figure``."""
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not series:
+        raise InvalidArgumentError("series must hold at least one line, got none")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    k = len(series)
+    fig = Figure(figsize=(8.0 if k > 12 else 6.4, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for s, color in zip(series, _sweep_colors(k)):
+        _band(ax, s, color, alpha=0.2 if k <= 6 else 0.08)
+        ax.plot(s.x, s.mean, color=color, lw=1.4, label=s.label)
+    _legend(ax, k)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    _write_figure(fig, path, format)
+    return fig
+
+
+def plot_sweep_vs(series: Sequence[SweepSeries], path, *, xlabel: str, ylabel: str = "return (mean, 95% CI)",
+                  log2: bool | None = None, title: str = "", format: str | None = None):
+    """A metric against one swept numeric setting: one line per ``series`` (markers at its
+    points) with its 95% CI band, written whole to ``path`` (png, pdf or svg). ``log2`` (default:
+    when every x is positive and they span at least 4x) draws the x axis in log base 2, ticked at
+    the swept values. Returns the matplotlib ``Figure``; its axes' lines are the series, in order."""
+    format = plot_format(path) if format is None else format
+    if format not in PLOT_FORMATS:
+        raise InvalidArgumentError(f"format must be one of {list(PLOT_FORMATS)}, got {format!r}")
+    if not series:
+        raise InvalidArgumentError("series must hold at least one line, got none")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, NullLocator
+
+    xs = np.concatenate([np.asarray(s.x, dtype=np.float64) for s in series])
+    if log2 is None:
+        log2 = bool(xs.size and np.all(xs > 0) and xs.max() >= 4 * xs.min())
+    k = len(series)
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    for s, color in zip(series, _sweep_colors(k)):
+        _band(ax, s, color)
+        ax.plot(s.x, s.mean, "o-", color=color, lw=1.6, ms=4, label=s.label)
+    if log2:
+        ax.set_xscale("log", base=2)
+        ticks = np.unique(xs)
+        ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
+        ax.xaxis.set_minor_locator(NullLocator())
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    _legend(ax, k)
+    ax.set_xlabel(xlabel + (" (log2 scale)" if log2 else ""))
+    ax.set_ylabel(ylabel)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    _write_figure(fig, path, format)
+    return fig

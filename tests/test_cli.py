@@ -299,7 +299,7 @@ RUN = ["run", "double-integrator", "--planner"]
     (RUN + ["cem", "--steps", "abc"], "argument --steps: invalid int value: 'abc'"),
     (["run"], "the following arguments are required: TASK"),
     (["bogus"], "argument COMMAND: invalid choice: 'bogus' (choose from 'run', 'compare', 'collect', "
-                "'train-model', 'pets', 'train-policy', 'mbpo', 'fit-value', 'imitate', 'gps', 'sweep', 'tasks', 'planners')"),
+                "'train-model', 'pets', 'train-policy', 'mbpo', 'fit-value', 'imitate', 'gps', 'sweep', 'sweep-report', 'tasks', 'planners')"),
     (RUN + ["mppi", "--temperature", "0"], "temperature must be a finite number > 0, got 0.0"),
     (RUN + ["icem", "--beta", "-2"], "beta must be a finite number >= 0, got -2.0"),
     (RUN + ["cem", "--beta", "2"], "planner 'cem' has no option 'beta'; its options: samples, "

@@ -25,6 +25,8 @@ def load(path: str, sweep, *, force: bool = False) -> dict[str, dict]:
     header = {"format": FORMAT, "sweep": sweep.id, "command": sweep.command,
               "grid": {k: list(v) for k, v in sweep.grid}, "seeds": list(sweep.seeds),
               "fixed": dict(sweep.fixed)}
+    if sweep.random:
+        header["random"] = dict(sweep.random)
     if os.path.exists(path):
         with open(path, "rb") as f:
             data = f.read()
