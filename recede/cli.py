@@ -1209,10 +1209,7 @@ def _write_pets_outputs(args, task, result) -> list[str]:
 # returning a result with ``evals`` (EvalLogs), ``env_steps``, ``wall_s`` and ``resumed_from``,
 # and raising recede.Interrupted(partial) on Ctrl-C. Imported only when named, so a learner this
 # recede does not have yet is reported as such rather than failing every command.
-_LEARNERS = {
-    "sac": ("recede.policy_learning.sac", "sac", "SACConfig"),
-    "ppo": ("recede.policy_learning.ppo", "ppo", "PPOConfig"),
-}
+from recede._learners import LEARNERS as _LEARNERS  # noqa: E402 - imports no learner, no torch
 
 # What train-policy writes into --out, besides the learner's checkpoint/, seed_<s>/ and evals.csv.
 _CURVE, _SUMMARY = "curve.png", "summary.json"
@@ -2580,8 +2577,12 @@ def _add_sweep_command(sub) -> None:
     sw.add_argument("--spec", metavar="FILE.toml", default=None,
                     help="the sweep from a TOML file (task, planner, steps, seeds, [options], [grid], [random]) "
                          "instead of the flags below")
+    sw.add_argument("--command", dest="trial_command", choices=("run", "train-policy"), default="run",
+                    help="what each trial runs: run (one MPC episode, the default) or train-policy (one learner, "
+                         "one seed; --steps are env steps, options are the learner's)")
     sw.add_argument("--task", default=None, help="the task of every trial (or sweep 'task' with --grid)")
-    sw.add_argument("--planner", default=None, help="the planner of every trial (default: cem; or sweep it)")
+    sw.add_argument("--planner", default=None, help="the planner of every run trial (default: cem; or sweep it)")
+    sw.add_argument("--algo", default=None, help="the learner of every train-policy trial (default: sac; or sweep it)")
     sw.add_argument("--grid", action="append", type=_grid_item, default=[], metavar="NAME=V1,V2,...",
                     help="a swept setting: task, planner, horizon, steps or a planner option; repeatable")
     sw.add_argument("--random", action="append", type=_random_item, default=[], metavar="NAME=DIST:ARGS",
@@ -2660,7 +2661,8 @@ def _cmd_sweep(args) -> int:
 
     try:
         if args.spec is not None:
-            clash = [f for f, v in (("--task", args.task), ("--planner", args.planner), ("--grid", args.grid),
+            clash = [f for f, v in (("--task", args.task), ("--planner", args.planner), ("--algo", args.algo),
+                                    ("--command", args.trial_command != "run"), ("--grid", args.grid),
                                     ("--random", args.random), ("--option", args.option), ("--steps", args.steps),
                                     ("--seeds", args.seeds)) if v]
             if clash:
@@ -2678,11 +2680,15 @@ def _cmd_sweep(args) -> int:
                     raise _UsageError(f"argument --random: {name!r} given twice")
                 space[name] = dist
             fixed = _parse_options(args.option, "--option", False)
-            for key in ("task", "planner", "steps"):
+            wrong = "algo" if args.trial_command == "run" else "planner"
+            if getattr(args, wrong) is not None:
+                raise _UsageError(f"argument --{wrong}: not for --command {args.trial_command}")
+            for key in ("task", "planner", "algo", "steps"):
                 if getattr(args, key) is not None:
                     fixed[key] = getattr(args, key)
             random = {"trials": args.random_trials, "seed": args.random_seed, "space": space} if space else None
-            sweep = SweepSpec.make("run", grid, "0" if args.seeds is None else args.seeds, fixed, random)
+            sweep = SweepSpec.make(args.trial_command, grid, "0" if args.seeds is None else args.seeds, fixed,
+                                   random)
         if args.address is not None and args.backend != "ray":
             raise _UsageError("argument --address: only with --backend ray")
         os.makedirs(args.out, exist_ok=True)
@@ -2692,7 +2698,7 @@ def _cmd_sweep(args) -> int:
             if not args.no_progress:
                 t = rec["trial"]
                 opts = " ".join(f"{k}={v}" for k, v in t["options"].items())
-                print(f"[{done}/{total}] {t['task']} {t['planner']} {opts} seed {t['seed']}: return "
+                print(f"[{done}/{total}] {t['task']} {t.get('planner', t.get('algo'))} {opts} seed {t['seed']}: return "
                       f"{rec['summary']['return']:.4g} ({rec['timing']['wall_s']:.1f} s)", flush=True)
 
         records = run_sweep(sweep, path, backend=args.backend, workers=args.workers, force=args.force,

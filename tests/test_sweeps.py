@@ -260,3 +260,64 @@ def test_ray_backend_records_equal_the_local_pool(tmp_path):
     seen = []
     run_sweep(s, str(tmp_path / "ray.jsonl"), workers=2, on_record=lambda *a: seen.append(a))
     assert seen == []
+
+
+def test_train_policy_trials_equal_the_learner_called_directly(tmp_path):
+    """A train-policy sweep's record holds what ``sac`` returns for that seed (the final
+    evaluation's return, the learning curve); an unknown learner option is named before any
+    trial runs."""
+    from recede.envs import get_task
+    from recede.policy_learning.sac import SACConfig, sac
+
+    opts = {"learning_starts": 50, "eval_every": 100, "eval_episodes": 1, "hidden": "16x16"}
+    s = SweepSpec.make("train-policy", {"batch_size": [32]}, [3], {"task": "pendulum-swingup", "steps": 200, **opts})
+    (rec,) = run_sweep(s, str(tmp_path / "r.jsonl"), workers=1)
+    assert rec["trial"]["algo"] == "sac" and "planner" not in rec["trial"]
+    cfg = SACConfig(steps=200, batch_size=32, learning_starts=50, eval_every=100, eval_episodes=1, hidden=(16, 16))
+    direct = sac(get_task("pendulum-swingup"), cfg, seeds=[3])
+    assert rec["curve"]["env_steps"] == [e.env_steps for e in direct.evals] == [100, 200]
+    assert rec["curve"]["returns"] == [e.return_mean for e in direct.evals]
+    assert rec["summary"]["return"] == direct.evals[-1].return_mean and rec["summary"]["steps"] == 200
+    bad = SweepSpec.make("train-policy", {"batch_sze": [32]}, [0], {"task": "pendulum-swingup"})
+    with pytest.raises(InvalidArgumentError, match="sac has no option 'batch_sze'; its options: learning_starts"):
+        run_sweep(bad, str(tmp_path / "bad.jsonl"))
+    assert not (tmp_path / "bad.jsonl").exists()
+    with pytest.raises(InvalidArgumentError, match="algo must be one of"):
+        run_sweep(SweepSpec.make("train-policy", {"algo": ["dqn"]}, [0], {"task": "pendulum-swingup"}),
+                  str(tmp_path / "bad.jsonl"))
+
+
+def test_command_line_spec_file_and_report(tmp_path, capsys):
+    """`recede sweep --spec` then `recede sweep-report`: the table's rows are the configs in the
+    sweep's order, with the mean over seeds of the records' returns; bad flags exit 2 naming
+    themselves before anything runs."""
+    import numpy as np
+
+    from recede.cli import main
+
+    spec = tmp_path / "s.toml"
+    spec.write_text('task = "pendulum-swingup"\nsteps = 6\nseeds = "0..1"\n[grid]\nsamples = [20, 30]\n')
+    out = tmp_path / "out"
+    assert main(["sweep", "--spec", str(spec), "--workers", "1", "--no-progress", "--out", str(out)]) == 0
+    recs = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()[1:]]
+    capsys.readouterr()
+    assert main(["sweep-report", str(out / "results.jsonl")]) == 0
+    text = capsys.readouterr().out
+    rows = [line.split() for line in text.splitlines() if line.split() and line.split()[0] in ("20", "30")]
+    for row, samples in zip(rows, (20, 30)):
+        mean = np.mean([r["summary"]["return"] for r in recs if r["trial"]["options"]["samples"] == samples])
+        assert row[0] == str(samples) and row[1] == "2" and abs(float(row[2]) - mean) <= 0.5 * 10 ** -2 + 1e-3 * abs(mean)
+    assert len(rows) == 2
+    for name in ("summary.csv", "return-bars.png", "return-curves.png", "return-vs-samples.png"):
+        assert (out / name).read_bytes()[:4] in (b"labe", b"\x89PNG")
+    for argv, msg in [(["--spec", str(spec), "--grid", "samples=5"], "--spec: the file gives the sweep; drop --grid"),
+                      (["--task", "pendulum-swingup", "--grid", "samples=5", "--seeds", "3..1"], "count down; write 1..3"),
+                      (["--task", "pendulum-swingup"], "grid is empty"),
+                      (["--task", "pendulum-swingup", "--grid", "sampels=5"],
+                       "no option 'sampels'; its options: samples, iterations"),
+                      (["--task", "pendulum-swingup", "--grid", "samples=5", "--address", "auto"],
+                       "--address: only with --backend ray"),
+                      (["--task", "pendulum-swingup", "--random", "init_std=gauss:0,1"], "unknown distribution 'gauss'")]:
+        assert main(["sweep", *argv, "--out", str(tmp_path / "bad")]) == 2
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "results.jsonl").exists()

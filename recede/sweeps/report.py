@@ -45,7 +45,7 @@ METRICS: dict[str, Callable[[dict], Any]] = {
     "wall_s": _timing("wall_s"),
 }
 # the trial's own settings, in the order a label names them; planner options follow
-_TRIAL_KEYS = ("command", "task", "planner", "horizon", "steps")
+_TRIAL_KEYS = ("command", "task", "planner", "algo", "horizon", "steps")
 
 
 @dataclass(frozen=True)
@@ -201,7 +201,7 @@ def summarize(records: Sequence[dict], metric: str = "return") -> list[ConfigSum
     for config, recs in groups:
         flat = _settings(config)
         varying = {k: flat.get(k) for k in names}
-        label = " ".join(f"{k}={_fmt_value(v)}" for k, v in varying.items()) or f"{config['planner']}"
+        label = " ".join(f"{k}={_fmt_value(v)}" for k, v in varying.items()) or str(config.get("planner", config.get("algo")))
         values = tuple(float(v) for v in (get(r) for r in recs) if v is not None)
         n, mean, std, ci = mean_ci95(values)
         out.append(ConfigSummary(label, config, varying, metric, n, mean, std, ci, values))
@@ -397,13 +397,42 @@ def return_curves(records: Sequence[dict]):
     return out
 
 
+def learning_curves(records: Sequence[dict]):
+    """The mean evaluation return against the env steps, with its 95% CI band over seeds, per
+    config whose records carry a learning curve (``curve.env_steps`` and ``curve.returns``, from
+    ``train-policy`` trials), as :class:`~recede.plotting.SweepSeries`. Seeds are compared at
+    the evaluations all of them reached."""
+    from recede.plotting import SweepSeries
+
+    labels = [s.label for s in summarize(records, "return")]
+    out = []
+    for label, (_, recs) in zip(labels, _group(records)):
+        curves = [((rec.get("curve") or {}).get("env_steps") or [], (rec.get("curve") or {}).get("returns") or [])
+                  for rec in recs]
+        curves = [(x, y) for x, y in curves if x and len(x) == len(y)]
+        if not curves:
+            continue
+        T = min(len(x) for x, _ in curves)
+        Y = np.array([[math.nan if v is None else v for v in y[:T]] for _, y in curves], dtype=np.float64)
+        n = Y.shape[0]
+        mean = Y.mean(axis=0)
+        if n > 1:
+            from scipy.stats import t
+
+            ci = t.ppf(0.975, n - 1) * Y.std(axis=0, ddof=1) / math.sqrt(n)
+        else:
+            ci = np.full(T, np.nan)
+        out.append(SweepSeries(label, np.asarray(curves[0][0][:T], dtype=float), mean, ci))
+    return out
+
+
 # -- everything ---------------------------------------------------------------------------------
 
 def report(path, out_dir=None, x: str | None = None, metric: str = "return") -> dict:
     """Summarize the sweep in ``path`` (a ``results.jsonl`` or its directory) into ``out_dir``
     (default: the results file's directory, created if missing): ``summary.csv`` (every metric),
     ``{metric}-bars.png`` (mean per config with its 95% CI), ``return-curves.png`` (where records
-    have per-step rewards) and ``{metric}-vs-{x}.png`` (against ``x``, see :func:`choose_x`; left
+    have per-step rewards), ``learning-curves.png`` (where they have evaluations against env steps) and ``{metric}-vs-{x}.png`` (against ``x``, see :func:`choose_x`; left
     out where no numeric setting varies). Prints nothing; returns ``{"table": str, "csv": path,
     "plots": [paths], "x": the x used or None}``."""
     from recede.plotting import plot_sweep_bars, plot_sweep_curves, plot_sweep_vs
@@ -423,7 +452,8 @@ def report(path, out_dir=None, x: str | None = None, metric: str = "return") -> 
 
     shown = {metric: main}
     for m in ("success", "plan_ms_median"):
-        shown.setdefault(m, by_metric[m])
+        if any(c.n for c in by_metric[m]):  # train-policy trials have no plan time
+            shown.setdefault(m, by_metric[m])
     table = format_table(shown)
     csv_path = write_csv(by_metric, os.path.join(out_dir, "summary.csv"))
     task = header.get("fixed", {}).get("task")
@@ -438,6 +468,11 @@ def report(path, out_dir=None, x: str | None = None, metric: str = "return") -> 
     if curves:
         p = os.path.join(out_dir, "return-curves.png")
         plot_sweep_curves(curves, p, title=title)
+        plots.append(p)
+    learning = learning_curves(records)
+    if learning:
+        p = os.path.join(out_dir, "learning-curves.png")
+        plot_sweep_curves(learning, p, xlabel="env steps", ylabel="evaluation return (mean, 95% CI)", title=title)
         plots.append(p)
     if x is not None:
         p = os.path.join(out_dir, f"{metric}-vs-{x}.png")

@@ -1,10 +1,11 @@
 """Sweep specs: a grid (and seeds) expanded into trials, each a frozen, picklable spec with a
 stable id.
 
-A :class:`TrialSpec` is one run of one command (today ``run``: one closed-loop MPC episode) on
-one task, with its options and seed. A :class:`SweepSpec` holds the commands' fixed settings,
-the grid (``{name: [values, ...]}``; ``task`` and ``planner`` may be swept like any option) and
-the seeds; :meth:`SweepSpec.trials` expands it in a stable order: the grid's names in the order
+A :class:`TrialSpec` is one run of one command on one task, with its options and seed:
+``run`` (one closed-loop MPC episode, as ``recede run``) or ``train-policy`` (one learner, one
+seed, as ``recede train-policy``). A :class:`SweepSpec` holds the command's fixed settings, the
+grid (``{name: [values, ...]}``; ``task`` and ``planner``/``algo`` may be swept like any option),
+an optional random search and the seeds; :meth:`SweepSpec.trials` expands it in a stable order: the grid's names in the order
 given, the first name varying slowest, seeds innermost. A trial's id is a hash of its canonical
 JSON, so it is the same in every process and on every machine; the sweep's id hashes its trials'
 ids in order, so a results file can tell which sweep wrote it.
@@ -20,9 +21,9 @@ from typing import Any, Mapping, Sequence
 
 from recede.errors import InvalidArgumentError
 
-COMMANDS = ("run",)
-# names a "run" grid may sweep besides the planner's options
-RUN_KEYS = ("task", "planner", "horizon", "steps")
+COMMANDS = ("run", "train-policy")
+# per command: the setting that names the method (and its default)
+METHOD = {"run": ("planner", "cem"), "train-policy": ("algo", "sac")}
 
 
 def _canonical(obj) -> str:
@@ -52,7 +53,9 @@ def _plain(v):
 @dataclass(frozen=True)
 class TrialSpec:
     """One trial: ``command`` on ``task`` with ``planner`` and its ``options`` (sorted pairs),
-    ``seed``, and ``steps`` / ``horizon`` (None: the task's)."""
+    ``seed``, and ``steps`` / ``horizon`` (None: the task's). For ``train-policy`` trials
+    ``planner`` holds the learner (``algo``: sac, ppo), ``steps`` the env steps and ``options``
+    the learner's config fields."""
 
     command: str
     task: str
@@ -63,7 +66,7 @@ class TrialSpec:
     horizon: int | None = None
 
     def as_dict(self) -> dict:
-        return {"command": self.command, "task": self.task, "planner": self.planner,
+        return {"command": self.command, "task": self.task, METHOD[self.command][0]: self.planner,
                 "options": {k: list(v) if isinstance(v, tuple) else v for k, v in self.options},
                 "seed": self.seed, "steps": self.steps, "horizon": self.horizon}
 
@@ -236,7 +239,7 @@ class SweepSpec:
         for combo, draw in itertools.product(itertools.product(*(v for _, v in self.grid)), self.draws or [()]):
             settings = {**dict(self.fixed), **dict(draw), **dict(zip(names, combo))}
             task = settings.pop("task", None)
-            planner = settings.pop("planner", "cem")
+            planner = settings.pop(*METHOD[self.command])
             steps = settings.pop("steps", None)
             horizon = settings.pop("horizon", None)
             for seed in self.seeds:
