@@ -2701,8 +2701,13 @@ def _cmd_sweep(args) -> int:
                 print(f"[{done}/{total}] {t['task']} {t.get('planner', t.get('algo'))} {opts} seed {t['seed']}: return "
                       f"{rec['summary']['return']:.4g} ({rec['timing']['wall_s']:.1f} s)", flush=True)
 
-        records = run_sweep(sweep, path, backend=args.backend, workers=args.workers, force=args.force,
-                            on_record=progress, address=args.address, cpus_per_trial=args.cpus_per_trial)
+        try:
+            records = run_sweep(sweep, path, backend=args.backend, workers=args.workers, force=args.force,
+                                on_record=progress, address=args.address, cpus_per_trial=args.cpus_per_trial)
+        except KeyboardInterrupt:
+            print(f"{PROG}: sweep interrupted; the finished trials are in {path}; run the same command again "
+                  f"to resume", file=sys.stderr)
+            return 130
     except InvalidArgumentError as e:
         raise _UsageError(f"sweep: {e}") from None
     if not args.no_progress:

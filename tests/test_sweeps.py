@@ -321,3 +321,48 @@ def test_command_line_spec_file_and_report(tmp_path, capsys):
         assert main(["sweep", *argv, "--out", str(tmp_path / "bad")]) == 2
         assert msg in capsys.readouterr().err
     assert not (tmp_path / "bad" / "results.jsonl").exists()
+
+
+@pytest.mark.heavy
+def test_ctrl_c_stops_the_pool_and_keeps_the_finished_trials(tmp_path):
+    """SIGINT to a 2-worker sweep's process group once a trial is on disk: the sweep exits 130
+    with no worker left behind (the pool does not wait for the running trials), the finished
+    records stay, and the rerun completes the rest."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "int"
+    argv = [sys.executable, "-m", "recede", "sweep", "--task", "pendulum-swingup", "--steps", "200",
+            "--grid", "samples=100,200,300,400,500,600,700,800", "--seeds", "0..1", "--workers", "2",
+            "--no-progress", "--out", str(out)]
+    proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    path = out / "results.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (path.exists() and len(path.read_bytes().splitlines()) >= 2):
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended before it could be interrupted: {proc.stderr.read().decode()[-2000:]}")
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGINT)
+    try:
+        rc = proc.wait(timeout=120)  # a hang guard, not a timing
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("the sweep did not stop on SIGINT")
+    assert rc == 130, proc.stderr.read().decode()[-2000:]
+    assert "run the same command again to resume" in proc.stderr.read().decode()
+    def group():
+        ps = subprocess.run(["ps", "-eo", "pgid=,stat=,args="], capture_output=True, text=True).stdout
+        return [line for line in ps.splitlines() if line.split()[0] == str(proc.pid) and "Z" not in line.split()[1]]
+
+    deadline = time.monotonic() + 30  # the resource tracker exits once it sees its pipe close
+    while group() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert group() == []  # no worker outlived the sweep
+    before = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
+    assert 1 <= len(before) < 16
+    assert subprocess.run(argv, capture_output=True).returncode == 0
+    ids = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
+    assert ids[:len(before)] == before and len(ids) == len(set(ids)) == 16

@@ -47,6 +47,18 @@ def _worker_init() -> None:
     route_warnings(immediate=True, label=f"sweep worker {os.getpid()}")  # not MUJOCO_LOG.TXT in the cwd
 
 
+def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
+    """Cancel what has not started and end the running trials at once (shutdown alone would wait
+    for them)."""
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in processes:
+        if p.is_alive():
+            p.terminate()
+    for p in processes:
+        p.join(timeout=10)
+
+
 def default_workers() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -143,16 +155,20 @@ def run_sweep(sweep: SweepSpec, results: str, *, backend: str = "local", workers
         os.environ.update(ONE_THREAD)  # spawned workers inherit it before they import numba
         try:
             ctx = multiprocessing.get_context("spawn")
-            with concurrent.futures.ProcessPoolExecutor(min(n, len(todo)), mp_context=ctx,
-                                                        initializer=_worker_init) as pool:
+            pool = concurrent.futures.ProcessPoolExecutor(min(n, len(todo)), mp_context=ctx, initializer=_worker_init)
+            try:
                 futures = {pool.submit(run_trial, t): t for t in todo}
                 for f in concurrent.futures.as_completed(futures):
                     try:
                         rec = f.result()
-                    except Exception as e:  # noqa: BLE001 - recorded, the other trials go on
+                    except Exception as e:  # noqa: BLE001 - recorded (a crashed worker too), the others go on
                         fail(futures[f], e)
                     else:
                         finish(rec)
+            except BaseException:  # Ctrl-C: stop the workers now; the finished trials are on disk
+                _stop(pool)
+                raise
+            pool.shutdown(wait=True)
         finally:
             for k, v in saved.items():
                 if v is None:
