@@ -366,3 +366,16 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_trials(tmp_path):
     assert subprocess.run(argv, capture_output=True).returncode == 0
     ids = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
     assert ids[:len(before)] == before and len(ids) == len(set(ids)) == 16
+
+
+def test_run_records_count_the_rollouts_each_plan_evaluates():
+    """``samples_per_plan``: CEM evaluates samples x iterations sequences per step; iCEM the sum of
+    its decaying populations (its config's own formula)."""
+    from recede.planners.icem import ICEMConfig
+    from recede.sweeps import run_trial
+
+    s = SweepSpec.make("run", {"planner": ["cem", "icem"]}, [0], {**FIXED, "steps": 3, "samples": 25, "iterations": 4})
+    cem, icem = (run_trial(t)["summary"]["samples_per_plan"] for t in s.trials())
+    assert cem == 25 * 4
+    cfg = ICEMConfig(samples=25, iterations=4)
+    assert icem == sum(cfg.population(i) for i in range(4)) < cem

@@ -40,6 +40,7 @@ METRICS: dict[str, Callable[[dict], Any]] = {
     "return": _summary("return"),
     "success": _summary("success"),  # True/False as 1/0 (the mean is the success rate); null left out
     "steps": _summary("steps"),
+    "samples_per_plan": _summary("samples_per_plan"),  # sequences a sampling planner evaluates per step
     "plan_ms_median": _timing("plan_ms_median"),
     "plan_ms_p99": _timing("plan_ms_p99"),
     "wall_s": _timing("wall_s"),
@@ -265,7 +266,8 @@ def format_table(summaries) -> str:
     for metric, rows in by_metric.items():
         if metric == "success":
             head.append("success")
-            cols.append([f"{round(s.mean * s.n)}/{s.n} ({100 * s.mean:.0f}%)" if s.n else "n/a" for s in rows])
+            cols.append([(f"{round(s.mean * s.n)}/{s.n} ({100 * s.mean:.0f}%)" if set(s.values) <= {0.0, 1.0}
+                          else f"{100 * s.mean:.0f}% (mean rate)") if s.n else "n/a" for s in rows])
         else:
             head.append(f"{metric} (mean ± 95% CI)")
             d = _decimals([s.mean for s in rows])

@@ -78,6 +78,12 @@ def _learner_spec(trial: TrialSpec):
     return task, train, config
 
 
+def _mean_samples(samples) -> float | None:
+    """Sequences evaluated per plan, averaged over the steps that planned (None: no sampler)."""
+    ran = [v for v in samples or () if v is not None]
+    return float(sum(ran) / len(ran)) if ran else None
+
+
 def run_trial(trial: TrialSpec) -> dict:
     """Run ``trial`` and return its record (JSON-ready)."""
     from recede._version import __version__
@@ -94,7 +100,7 @@ def run_trial(trial: TrialSpec) -> dict:
         "id": trial.id,
         "trial": trial.as_dict(),
         "summary": {"return": d["return"], "success": d["success"], "steps": d["steps"],
-                    "terminated": d["terminated"]},
+                    "terminated": d["terminated"], "samples_per_plan": _mean_samples(episode.log.plan_samples)},
         # the per-step reward; its cumulative sum is the return curve
         "curve": {"rewards": steps_log.get("rewards", [])},
         "timing": {"wall_s": time.perf_counter() - t0, "plan_ms_median": d["plan_ms_median"],
