@@ -140,12 +140,12 @@ def test_cold_cache_sweep_with_two_workers(tmp_path):
 
     env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     argv = [sys.executable, "-m", "recede", "sweep", "--task", "pendulum-swingup", "--steps", "5",
-            "--grid", "planner=cem,mppi", "--seeds", "0..1", "--workers", "2", "--no-progress",
+            "--grid", "planner=cem", "--seeds", "0..1", "--workers", "2", "--no-progress",
             "--out", str(tmp_path / "out")]
     res = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = (tmp_path / "out" / "results.jsonl").read_text().splitlines()
-    assert len(lines) == 1 + 4
+    assert len(lines) == 1 + 2
     assert any((tmp_path / "cache").rglob("*.nbi"))
 
 
@@ -326,8 +326,8 @@ def test_command_line_spec_file_and_report(tmp_path, capsys):
 @pytest.mark.heavy
 def test_ctrl_c_stops_the_pool_and_keeps_the_finished_trials(tmp_path):
     """SIGINT to a 2-worker sweep's process group once a trial is on disk: the sweep exits 130
-    with no worker left behind (the pool does not wait for the running trials), the finished
-    records stay, and the rerun completes the rest."""
+    with no worker left behind (the pool does not wait for the running trials) and the finished
+    records stay whole (resuming is the SIGKILL test's)."""
     import signal
     import subprocess
     import sys
@@ -335,7 +335,7 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_trials(tmp_path):
 
     out = tmp_path / "int"
     argv = [sys.executable, "-m", "recede", "sweep", "--task", "pendulum-swingup", "--steps", "200",
-            "--grid", "samples=100,200,300,400,500,600,700,800", "--seeds", "0..1", "--workers", "2",
+            "--grid", "samples=100,200,300", "--seeds", "0..1", "--workers", "2",
             "--no-progress", "--out", str(out)]
     proc = subprocess.Popen(argv, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
@@ -361,11 +361,8 @@ def test_ctrl_c_stops_the_pool_and_keeps_the_finished_trials(tmp_path):
     while group() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert group() == []  # no worker outlived the sweep
-    before = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
-    assert 1 <= len(before) < 16
-    assert subprocess.run(argv, capture_output=True).returncode == 0
-    ids = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]
-    assert ids[:len(before)] == before and len(ids) == len(set(ids)) == 16
+    ids = [json.loads(x)["id"] for x in path.read_bytes().splitlines()[1:]]  # whole lines only
+    assert 1 <= len(ids) < 6 and len(set(ids)) == len(ids)
 
 
 def test_run_records_count_the_rollouts_each_plan_evaluates():

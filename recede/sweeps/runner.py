@@ -27,6 +27,7 @@ from recede.sweeps.spec import SweepSpec, TrialSpec
 from recede.sweeps.trial import run_trial
 
 BACKENDS = ("local", "ray")
+RAY_NICENESS = "RAY_worker_niceness"  # read by the raylet a local ray.init starts
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
               "OPENBLAS_NUM_THREADS": "1"}
 
@@ -39,11 +40,11 @@ def _worker_init() -> None:
     if _initialised:  # a Ray worker runs many trials
         return
     _initialised = True
-    import torch
-
     from recede._mujoco_log import route_warnings
 
-    torch.set_num_threads(1)
+    # torch, where a trial imports it, reads OMP_NUM_THREADS=1 (ONE_THREAD); the learners also
+    # hold themselves to their config's threads (default 1). Importing it here would cost every
+    # worker seconds for trials that never use it.
     route_warnings(immediate=True, label=f"sweep worker {os.getpid()}")  # not MUJOCO_LOG.TXT in the cwd
 
 
@@ -79,9 +80,17 @@ def _run_ray(todo, finish, fail, *, address, workers, cpus_per_trial) -> None:
     started = not ray.is_initialized()
     if started:
         kwargs = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": dict(ONE_THREAD)})
+        saved = os.environ.get(RAY_NICENESS)
         if address is None:
             kwargs["num_cpus"] = default_workers() if workers is None else workers
-        ray.init(address=address, **kwargs)
+            # Ray starts its workers at nice 15, behind every other process: on a busy machine a
+            # local sweep then crawls (the sweep is the work here; its driver only waits)
+            os.environ.setdefault(RAY_NICENESS, "0")
+        try:
+            ray.init(address=address, **kwargs)
+        finally:
+            if saved is None:
+                os.environ.pop(RAY_NICENESS, None)
     try:
         task = ray.remote(num_cpus=cpus_per_trial)(_ray_trial)
         refs = {task.remote(t): t for t in todo}
