@@ -376,3 +376,21 @@ def test_run_records_count_the_rollouts_each_plan_evaluates():
     assert cem == 25 * 4
     cfg = ICEMConfig(samples=25, iterations=4)
     assert icem == sum(cfg.population(i) for i in range(4)) < cem
+
+
+def test_mujoco_rollout_threads_follow_recede_num_threads(monkeypatch):
+    """Sweep workers set RECEDE_NUM_THREADS=1 (with Numba's and OpenMP's limits): a MuJoCo model
+    built there runs its rollouts on the calling thread instead of one thread per core."""
+    from recede.envs import get_task
+    from recede.models import mujoco as mj
+    from recede.sweeps.runner import ONE_THREAD
+
+    assert ONE_THREAD[mj.THREADS_ENV] == "1"
+    monkeypatch.setenv(mj.THREADS_ENV, "1")
+    assert mj.default_threads() == 1
+    assert get_task("inverted-pendulum").problem().dynamics.nthread == 1
+    monkeypatch.setenv(mj.THREADS_ENV, "1000")
+    assert mj.default_threads() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(mj.THREADS_ENV, "zero")
+    with pytest.raises(InvalidArgumentError, match="RECEDE_NUM_THREADS must be an integer >= 1, got 'zero'"):
+        mj.default_threads()

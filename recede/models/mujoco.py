@@ -52,12 +52,27 @@ _T0 = 1.0  # rollouts start here, so MuJoCo's reset-to-zero is always visible in
 _FREE, _BALL = int(mujoco.mjtJoint.mjJNT_FREE), int(mujoco.mjtJoint.mjJNT_BALL)
 
 
+THREADS_ENV = "RECEDE_NUM_THREADS"
+
+
 def default_threads() -> int:
-    """The cores this process may run on."""
+    """The cores this process may run on, or fewer where ``$RECEDE_NUM_THREADS`` says so (a sweep's
+    workers set it to 1, as they set Numba's and OpenMP's, so that N workers on N cores do not
+    each start N rollout threads)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+        cores = max(1, os.cpu_count() or 1)
+    limit = os.environ.get(THREADS_ENV, "").strip()
+    if limit:
+        try:
+            n = int(limit)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise InvalidArgumentError(f"{THREADS_ENV} must be an integer >= 1, got {limit!r}")
+        return min(n, cores)
+    return cores
 
 
 def load_model(model) -> mujoco.MjModel:

@@ -28,8 +28,10 @@ from recede.sweeps.trial import run_trial
 
 BACKENDS = ("local", "ray")
 RAY_NICENESS = "RAY_worker_niceness"  # read by the raylet a local ray.init starts
+# one thread of everything in each worker: Numba, OpenMP (and torch, which reads it), BLAS, and
+# MuJoCo's rollout threads (recede.models.mujoco.default_threads)
 ONE_THREAD = {"NUMBA_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-              "OPENBLAS_NUM_THREADS": "1"}
+              "OPENBLAS_NUM_THREADS": "1", "RECEDE_NUM_THREADS": "1"}
 
 
 _initialised = False
