@@ -13,3 +13,11 @@ import os
 os.environ.setdefault("GOMP_SPINCOUNT", "10000000")
 # Intel's OpenMP runtime (if Numba was linked against it) reads this instead.
 os.environ.setdefault("KMP_BLOCKTIME", "300")
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)

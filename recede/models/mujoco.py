@@ -42,6 +42,7 @@ import mujoco
 import numpy as np
 from mujoco import rollout as _mj_rollout
 
+from recede._threads import available_cores
 from recede.errors import InvalidArgumentError
 from recede.models.base import (
     as_actions, as_bound, as_state, as_trajectory, broadcast_x0, check_finite,
@@ -59,10 +60,7 @@ def default_threads() -> int:
     """The cores this process may run on, or fewer where ``$RECEDE_NUM_THREADS`` says so (a sweep's
     workers set it to 1, as they set Numba's and OpenMP's, so that N workers on N cores do not
     each start N rollout threads)."""
-    try:
-        cores = max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        cores = max(1, os.cpu_count() or 1)
+    cores = available_cores()
     limit = os.environ.get(THREADS_ENV, "").strip()
     if limit:
         try:

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 from typing import Callable
 
+from recede._threads import available_cores
 from recede.errors import InvalidArgumentError, RecedeError
 from recede.sweeps import store
 from recede.sweeps.spec import SweepSpec, TrialSpec
@@ -63,10 +64,8 @@ def _stop(pool: concurrent.futures.ProcessPoolExecutor) -> None:
 
 
 def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return os.cpu_count() or 1
+    """One worker per core this process may use."""
+    return available_cores()
 
 
 def _import_ray():
