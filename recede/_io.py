@@ -49,15 +49,18 @@ def atomic_file(path: str, name: str = "path") -> Iterator[str]:
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
         raise InvalidArgumentError(f"{name}: the directory of {path!r} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.close(fd)
-    os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
+    tmp = None
     try:
+        with deferred_interrupt():  # a Ctrl-C between creating it and the try would leave it behind
+            fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+            os.close(fd)
+            os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the mode open() would
         yield tmp
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
         raise
 
 
@@ -71,9 +74,11 @@ def atomic_directory(path: str, name: str = "path") -> Iterator[str]:
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise InvalidArgumentError(f"{name}: the directory of {path!r} does not exist")
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    os.chmod(tmp, 0o777 & ~_umask())
+    tmp = None
     try:
+        with deferred_interrupt():  # as in atomic_file: the directory is created and owned at once
+            tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+            os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
         old = None
         with deferred_interrupt():  # a Ctrl-C between the two renames would leave no checkpoint
@@ -90,5 +95,6 @@ def atomic_directory(path: str, name: str = "path") -> Iterator[str]:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -335,3 +335,20 @@ def test_interrupted_compare_tabulates_the_runs_completed(capsys, tmp_path, monk
     assert "random (3 of 3 seeds): samples=8" in out and "\ncem" not in out
     assert err == "recede: interrupted\n"
     assert os.listdir(tmp_path) == ["c.json"]
+
+
+@pytest.mark.parametrize("which", ["atomic_file", "atomic_directory"])
+def test_ctrl_c_while_the_temporary_is_being_made_leaves_nothing(tmp_path, monkeypatch, which):
+    """A Ctrl-C just after the temporary file (or directory) exists, before it is handed out,
+    removes it: nothing half-made is left next to the target (a CI run once found
+    '.m.csv.XXXX.tmp' after an interrupted train-model)."""
+    import recede._io as io
+
+    def interrupted():
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "_umask", interrupted)  # runs between mkstemp/mkdtemp and the yield
+    with pytest.raises(KeyboardInterrupt):
+        with getattr(io, which)(str(tmp_path / "target")):
+            pytest.fail("the body must not run")
+    assert os.listdir(tmp_path) == []

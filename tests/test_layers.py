@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1] / "recede"
 # The contract. layer: (the modules it holds (a name covers its submodules; the longest match
 # wins), what it may import besides its own layer: layers, or single modules spelled in full).
 LEAVES = ("recede.errors", "recede._io", "recede._numerics", "recede._threads", "recede._options",
-          "recede._cache", "recede._compile_notice", "recede._linalg", "recede._version")
+          "recede._cache", "recede._compile_notice", "recede._linalg", "recede._version",
+          "recede._mujoco_log", "recede._learners")
 _EXPERIMENTS = ("controllers", "envs", "planners", "policies", "problem", "models", "costs", "data",
                 "plotting", "leaves")
 CONTRACT: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {

@@ -243,10 +243,12 @@ def test_a_failing_trial_is_reported_after_the_others_finish(tmp_path, monkeypat
 
 
 @pytest.mark.heavy
-def test_ray_backend_records_equal_the_local_pool(tmp_path):
+def test_ray_backend_records_equal_the_local_pool(tmp_path, monkeypatch):
     """Four trials (an analytic task and a MuJoCo robot, two seeds each) on a local Ray instance
     and on the local pool: the same records, timings aside; no MUJOCO_LOG.TXT from any worker."""
     import ray  # noqa: F401 - in the test extra; the test fails, not skips, without it
+
+    monkeypatch.chdir(tmp_path)  # the workers' working directory: the suite's shared one may hold a log already
 
     s = SweepSpec.make("run", {"task": ["pendulum-swingup", "HalfCheetah-v5"]}, [0, 1],
                        {"steps": 3, "samples": 8, "iterations": 2})
