@@ -495,6 +495,11 @@ def plot_sweep_curves(series: Sequence[SweepSeries], path, *, xlabel: str = "ste
     for s, color in zip(series, _sweep_colors(k)):
         _band(ax, s, color, alpha=0.2 if k <= 6 else 0.08)
         ax.plot(s.x, s.mean, color=color, lw=1.4, label=s.label)
+    return _finish_sweep_axes(fig, ax, k, xlabel, ylabel, title, path, format)
+
+
+def _finish_sweep_axes(fig, ax, k: int, xlabel: str, ylabel: str, title: str, path, format: str):
+    """Legend, labels, grid and title of a one-axes sweep figure, then write it whole."""
     _legend(ax, k)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
@@ -536,11 +541,4 @@ def plot_sweep_vs(series: Sequence[SweepSeries], path, *, xlabel: str, ylabel: s
         ax.set_xticks(ticks, [f"{v:g}" for v in ticks])
         ax.xaxis.set_minor_locator(NullLocator())
         ax.xaxis.set_minor_formatter(NullFormatter())
-    _legend(ax, k)
-    ax.set_xlabel(xlabel + (" (log2 scale)" if log2 else ""))
-    ax.set_ylabel(ylabel)
-    ax.grid(True, alpha=0.3)
-    if title:
-        ax.set_title(title)
-    _write_figure(fig, path, format)
-    return fig
+    return _finish_sweep_axes(fig, ax, k, xlabel + (" (log2 scale)" if log2 else ""), ylabel, title, path, format)

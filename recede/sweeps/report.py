@@ -366,6 +366,17 @@ def series_vs(summaries: Sequence[ConfigSummary], x: str):
     return out
 
 
+def _column_ci95(Y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of ``Y`` (seeds x points): the mean and the 95% Student-t half-width, as
+    :func:`mean_ci95` (NaN for one seed)."""
+    n = Y.shape[0]
+    if n < 2:
+        return Y.mean(axis=0), np.full(Y.shape[1], np.nan)
+    from scipy.stats import t
+
+    return Y.mean(axis=0), t.ppf(0.975, n - 1) * Y.std(axis=0, ddof=1) / math.sqrt(n)
+
+
 def return_curves(records: Sequence[dict]):
     """The mean cumulative return against the step, with its 95% CI band, per config that has
     per-step rewards (``curve.rewards``), as :class:`~recede.plotting.SweepSeries`; labels as in
@@ -387,15 +398,7 @@ def return_curves(records: Sequence[dict]):
             c = np.cumsum(np.asarray(r, dtype=np.float64))
             C[i, :len(c)] = c
             C[i, len(c):] = c[-1]
-        n = C.shape[0]
-        mean = C.mean(axis=0)
-        if n > 1:
-            from scipy.stats import t
-
-            ci = t.ppf(0.975, n - 1) * C.std(axis=0, ddof=1) / math.sqrt(n)
-        else:
-            ci = np.full(T, np.nan)
-        out.append(SweepSeries(label, np.arange(1, T + 1, dtype=float), mean, ci))
+        out.append(SweepSeries(label, np.arange(1, T + 1, dtype=float), *_column_ci95(C)))
     return out
 
 
@@ -416,15 +419,7 @@ def learning_curves(records: Sequence[dict]):
             continue
         T = min(len(x) for x, _ in curves)
         Y = np.array([[math.nan if v is None else v for v in y[:T]] for _, y in curves], dtype=np.float64)
-        n = Y.shape[0]
-        mean = Y.mean(axis=0)
-        if n > 1:
-            from scipy.stats import t
-
-            ci = t.ppf(0.975, n - 1) * Y.std(axis=0, ddof=1) / math.sqrt(n)
-        else:
-            ci = np.full(T, np.nan)
-        out.append(SweepSeries(label, np.asarray(curves[0][0][:T], dtype=float), mean, ci))
+        out.append(SweepSeries(label, np.asarray(curves[0][0][:T], dtype=float), *_column_ci95(Y)))
     return out
 
 
